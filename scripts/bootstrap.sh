@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine for `make demo` / `make test`: the Debian packages the real-peer
+# tests need (installed only when running as root and only when missing), then a virtual
+# environment with the package and its extras. Idempotent, so every make target may call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static nvme-cli tcpdump tshark
+              libvirt-dev pkg-config iproute2 kmod gcc python3-dev)
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-test}
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "bootstrap: not root, skipping Debian packages: ${missing[*]} (tests needing them will say so)"
+    fi
+fi
+
+stamp="$VENV/.installed-$EXTRAS"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ native -nt "$stamp" ]; then
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+    touch "$stamp"
+fi
