@@ -1,0 +1,261 @@
+"""Streaming PDU framer: bytes in any segmentation → validated PDUs.
+
+One ``Framer`` decodes one direction of one connection. It accepts bytes either pushed with
+``feed(data)`` or received in place (``get_buffer()`` then ``buffer_updated(n)``, the shape of
+asyncio's BufferedProtocol and of ``socket.recv_into``), so that a large data payload is received
+straight into its final buffer: ``data_sink`` may hand out the caller's own read buffer for a
+C2HData/H2CData payload, which then never passes through an intermediate copy.
+
+Validation follows the order the fields appear (type, flags, hlen, pdo, plen), as FreeBSD does,
+because the lowest incorrect field is the one a TermReq must report. Every length is checked
+against ``max_data`` before anything is allocated. A fatal error raises ``ProtocolError`` with the
+FES/FEI and offending header a TermReq needs, and the framer stays failed. A data digest mismatch
+is not fatal at this floor: the PDU is delivered with ``ddgst_ok=False`` and the protocol decides.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import ProtocolError
+from ..spec.pdu import (CARRIES_DATA, DIGEST_LEN, DIGESTIBLE, HLEN, MAX_TERMREQ_DATA,
+                        TERMREQ_TYPES, VALID_FLAGS, Fes, PduFlags, PduType)
+from . import codec
+from .crc import crc32c
+from .pdus import PDU_CLASSES, PduBase
+
+_HEADER, _DATA, _DDGST = range(3)
+_DIRECT_MIN = 8192  # payload remainders at least this big are received in place
+_FEI_TYPE, _FEI_FLAGS, _FEI_HLEN, _FEI_PDO, _FEI_PLEN, _FEI_DATAL = 0, 1, 2, 3, 4, 16
+_VALID_TYPES = frozenset(int(t) for t in PduType)
+
+DataSink = Callable[[PduBase], "memoryview | None"]
+
+
+class Framer:
+    """Decoder for PDUs received by ``receiver`` ('host' or 'controller').
+
+    Negotiated state is set by the protocol layer after the IC exchange: ``hdgst``/``ddgst``
+    (digests the peer must send), ``pda`` (the data alignment this side asked for: HPDA on a host,
+    CPDA on a controller) and ``max_data`` (the largest data payload one PDU may carry).
+    """
+
+    def __init__(self, receiver: str, *, max_data: int = 1 << 20, staging: int = 1 << 18) -> None:
+        if receiver not in ("host", "controller"):
+            raise ValueError("receiver must be 'host' or 'controller'")
+        self.receiver = receiver
+        self._direction = 1 if receiver == "host" else 0  # required value of the type's bit 0
+        self.hdgst = False
+        self.ddgst = False
+        self.pda = 0
+        self.max_data = max_data
+        self.data_sink: DataSink | None = None
+        self._buf = bytearray(staging)
+        self._view = memoryview(self._buf)
+        self._rd = 0
+        self._wr = 0
+        self._state = _HEADER
+        self._pdu: PduBase | None = None
+        self._data: memoryview | None = None
+        self._filled = 0
+        self._direct = False
+        self._failed: ProtocolError | None = None
+
+    # ---- receiving ----
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next received bytes should be written."""
+        if self._failed:
+            raise self._failed
+        if self._state == _DATA and self._rd == self._wr:
+            remaining = len(self._data) - self._filled
+            if remaining >= _DIRECT_MIN:
+                self._direct = True
+                return self._data[self._filled:]
+        self._direct = False
+        if self._rd == self._wr:
+            self._rd = self._wr = 0
+        elif len(self._buf) - self._wr < 4096:
+            n = self._wr - self._rd
+            self._buf[:n] = self._buf[self._rd:self._wr]
+            self._rd, self._wr = 0, n
+        return self._view[self._wr:]
+
+    def buffer_updated(self, nbytes: int) -> list[PduBase]:
+        """Account for ``nbytes`` written into the last ``get_buffer()`` and return whole PDUs."""
+        if self._direct:
+            self._direct = False
+            self._filled += nbytes
+            out: list[PduBase] = []
+            if self._filled == len(self._data):
+                self._data_complete(out)
+            self._drain(out)
+            return out
+        self._wr += nbytes
+        out = []
+        self._drain(out)
+        return out
+
+    def feed(self, data) -> list[PduBase]:
+        """Push received bytes (any segmentation) and return the PDUs they complete."""
+        out: list[PduBase] = []
+        src = memoryview(data).cast("B")
+        while len(src):
+            buf = self.get_buffer()
+            k = min(len(buf), len(src))
+            buf[:k] = src[:k]
+            out.extend(self.buffer_updated(k))
+            src = src[k:]
+        return out
+
+    @property
+    def idle(self) -> bool:
+        """True between PDUs (nothing partial is buffered)."""
+        return self._state == _HEADER and self._rd == self._wr
+
+    # ---- decoding ----
+    def _drain(self, out: list[PduBase]) -> None:
+        try:
+            while True:
+                avail = self._wr - self._rd
+                if self._state == _HEADER:
+                    if avail < 8 or not self._header(out, avail):
+                        return
+                elif self._state == _DATA:
+                    if not avail:
+                        return
+                    k = min(avail, len(self._data) - self._filled)
+                    self._data[self._filled:self._filled + k] = self._view[self._rd:self._rd + k]
+                    self._rd += k
+                    self._filled += k
+                    if self._filled == len(self._data):
+                        self._data_complete(out)
+                else:  # _DDGST
+                    if avail < DIGEST_LEN:
+                        return
+                    pdu = self._pdu
+                    pdu.ddgst = int.from_bytes(self._view[self._rd:self._rd + 4], "little")
+                    self._rd += DIGEST_LEN
+                    pdu.ddgst_ok = crc32c(pdu.data) == pdu.ddgst
+                    self._emit(out)
+        except ProtocolError as exc:
+            self._failed = exc
+            raise
+
+    def _fail(self, msg: str, fes: int, fei: int, header) -> None:
+        raise ProtocolError(msg, fes, fei, bytes(header))
+
+    def _header(self, out: list[PduBase], avail: int) -> bool:
+        """Validate the common header and, once whole, the PDU header; False = need more bytes."""
+        rd = self._rd
+        buf = self._buf
+        t, flags, hlen, pdo, plen = codec.CH.unpack_from(buf, rd)
+        ch = self._view[rd:rd + 8]
+        if t not in _VALID_TYPES or (t & 1) != self._direction:
+            self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
+                       Fes.INVALID_HEADER_FIELD, _FEI_TYPE, ch)
+        if flags & ~VALID_FLAGS[t] or (flags & PduFlags.SUCCESS and not flags & PduFlags.LAST_PDU):
+            self._fail(f"invalid flags {flags:#x} for {PduType(t).name}",
+                       Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+        hd = 0
+        if t in DIGESTIBLE:
+            if bool(flags & PduFlags.HDGSTF) != self.hdgst or (flags & PduFlags.DDGSTF and not self.ddgst):
+                self._fail(f"digest flags {flags:#x} do not match the negotiated digests",
+                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+            hd = DIGEST_LEN if self.hdgst else 0
+        if hlen != HLEN[t]:
+            self._fail(f"hlen {hlen} is not {HLEN[t]} for {PduType(t).name}",
+                       Fes.INVALID_HEADER_FIELD, _FEI_HLEN, ch)
+        data_len = 0
+        dd = 0
+        if t in TERMREQ_TYPES:  # PDO reserved; data (the offending header) follows the header
+            if not hlen <= plen <= hlen + MAX_TERMREQ_DATA:
+                self._fail(f"TermReq plen {plen} out of range", Fes.INVALID_HEADER_FIELD,
+                           _FEI_PLEN, ch)
+            prefix = plen
+        elif t in CARRIES_DATA and pdo:
+            align = (self.pda + 1) * 4
+            if pdo < hlen + hd or pdo % align:
+                self._fail(f"pdo {pdo} invalid (hlen {hlen}, digest {hd}, alignment {align})",
+                           Fes.INVALID_HEADER_FIELD, _FEI_PDO, ch)
+            dd = DIGEST_LEN if flags & PduFlags.DDGSTF else 0
+            data_len = plen - pdo - dd
+            if data_len <= 0:
+                self._fail(f"plen {plen} leaves no data after pdo {pdo}",
+                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN, ch)
+            if self.ddgst and not dd:
+                self._fail("data digest negotiated but DDGSTF not set",
+                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+            if data_len > self.max_data:
+                self._fail(f"{PduType(t).name} carries {data_len} bytes, limit {self.max_data}",
+                           Fes.DATA_TRANSFER_LIMIT_EXCEEDED, _FEI_PLEN, ch)
+            prefix = pdo
+        else:
+            if pdo:
+                self._fail(f"pdo {pdo} set on {PduType(t).name} without data",
+                           Fes.INVALID_HEADER_FIELD, _FEI_PDO, ch)
+            if t in (PduType.H2CData, PduType.C2HData):
+                self._fail(f"{PduType(t).name} without data", Fes.INVALID_HEADER_FIELD,
+                           _FEI_PDO, ch)
+            if flags & PduFlags.DDGSTF:
+                self._fail("DDGSTF set on a PDU without data", Fes.INVALID_HEADER_FIELD,
+                           _FEI_FLAGS, ch)
+            if plen != hlen + hd:
+                self._fail(f"plen {plen} is not {hlen + hd} for {PduType(t).name}",
+                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN, ch)
+            prefix = plen
+        if avail < prefix:
+            return False
+        header = bytes(buf[rd:rd + hlen])
+        pdu = PDU_CLASSES[t](flags=flags, hlen=hlen, pdo=pdo, plen=plen, raw_header=header)
+        if hd:
+            pdu.hdgst = int.from_bytes(buf[rd + hlen:rd + hlen + 4], "little")
+            if crc32c(header) != pdu.hdgst:
+                self._fail("header digest error", Fes.HEADER_DIGEST_ERROR, pdu.hdgst, header)
+        _decode_psh(pdu, t, buf, rd)
+        if t in TERMREQ_TYPES:
+            pdu.data = bytes(buf[rd + hlen:rd + plen])
+        elif t in (PduType.H2CData, PduType.C2HData) and pdu.datal != data_len:
+            self._fail(f"datal {pdu.datal} does not match the {data_len} data bytes",
+                       Fes.INVALID_HEADER_FIELD, _FEI_DATAL, header)
+        self._rd = rd + prefix
+        self._pdu = pdu
+        if not data_len:
+            self._emit(out)
+            return True
+        view = self.data_sink(pdu) if self.data_sink else None
+        if view is None or len(view) != data_len:
+            view = memoryview(bytearray(data_len))
+        self._data = view
+        pdu.data = view
+        self._filled = 0
+        self._state = _DATA
+        return True
+
+    def _data_complete(self, out: list[PduBase]) -> None:
+        if self._pdu.flags & PduFlags.DDGSTF:
+            self._state = _DDGST
+        else:
+            self._emit(out)
+
+    def _emit(self, out: list[PduBase]) -> None:
+        out.append(self._pdu)
+        self._pdu = None
+        self._data = None
+        self._state = _HEADER
+
+
+def _decode_psh(pdu: PduBase, t: int, buf, rd: int) -> None:
+    if t == PduType.CapsuleResp:
+        pdu.dw0, pdu.dw1, pdu.sqhd, pdu.sqid, pdu.cid, pdu.status = codec.RESP_PSH.unpack_from(
+            buf, rd + 8)
+    elif t == PduType.CapsuleCmd:
+        pdu.sqe = bytes(buf[rd + 8:rd + 72])
+    elif t == PduType.R2T:
+        pdu.cccid, pdu.ttag, pdu.r2to, pdu.r2tl = codec.XFER_PSH.unpack_from(buf, rd + 8)
+    elif t in (PduType.H2CData, PduType.C2HData):
+        pdu.cccid, pdu.ttag, pdu.datao, pdu.datal = codec.XFER_PSH.unpack_from(buf, rd + 8)
+    elif t in TERMREQ_TYPES:
+        pdu.fes, pdu.fei = codec.TERM_PSH.unpack_from(buf, rd + 8)
+    elif t == PduType.ICReq:
+        pdu.pfv, pdu.hpda, pdu.dgst, pdu.maxr2t = codec.IC_PSH.unpack_from(buf, rd + 8)
+    else:
+        pdu.pfv, pdu.cpda, pdu.dgst, pdu.maxh2cdata = codec.IC_PSH.unpack_from(buf, rd + 8)
