@@ -1,0 +1,271 @@
+"""The controller side of one NVMe/TCP queue, sans I/O.
+
+The engine owns everything about moving a command's data: it answers ICReq, validates each capsule's
+SGL against the negotiated limits (answering bad ones itself with an NVMe status and DNR, so a
+command reaches the target only when it is well formed), solicits host data with one R2T covering
+the whole transfer (as the Linux and SPDK targets do), checks every H2CData against that R2T, and
+turns ``complete()`` into C2HData PDUs and a CapsuleResp. What a command *means* is the target's
+business: it receives ``CommandReceived`` and answers with ``complete``.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import ProtocolError
+from ..spec.cqe import make_status
+from ..spec.opcodes import SglId
+from ..spec.pdu import DigestFlags, Fes, PduFlags, PduType
+from ..spec.status import (SC_CID_CONFLICT, SC_DATA_XFER_ERROR, SC_SGL_INVALID_DATA,
+                           SC_SGL_INVALID_OFFSET, SC_SGL_INVALID_TYPE, SCT_GENERIC)
+from ..wire import codec
+from .events import CommandReceived, IcComplete
+from .queue import QueueState, _QueueEngine
+
+_SGL = struct.Struct("<QI3xB")
+ADMIN_ICD_SIZE = 8192
+LINUX_MAXH2CDATA = 0x400000
+
+
+def _status(sc: int, dnr: bool = True, sct: int = SCT_GENERIC) -> int:
+    return make_status(sct, sc, dnr=dnr)
+
+
+def data_direction(sqe: bytes) -> int:
+    """Bits 1:0 of the opcode (FCTYPE for Fabrics): 0 none, 1 host→controller, 2 controller→host."""
+    return (sqe[4] if sqe[0] == 0x7F else sqe[0]) & 3
+
+
+@dataclass(slots=True)
+class _Command:
+    cid: int
+    sqe: bytes
+    c2h_length: int = 0
+    buf: memoryview | None = None
+    received: int = 0
+    sink_offset: int = 0
+    ttag: int = -1
+    ddgst_bad: bool = False
+
+
+class ControllerQueue(_QueueEngine):
+    """One controller queue. ``configure`` is called when the Connect command has been accepted."""
+
+    _receiver = "controller"
+    _term_type = PduType.C2HTermReq
+
+    def __init__(self, *, cpda: int = 0, maxh2cdata: int = LINUX_MAXH2CDATA,
+                 icd_size: int = 16384, max_transfer: int = 1 << 20, c2h_chunk: int = 1 << 17,
+                 allow_digests: bool = True) -> None:
+        if maxh2cdata < 4096 or maxh2cdata % 4:
+            raise ValueError("maxh2cdata must be ≥ 4096 and a multiple of 4")
+        super().__init__(max(maxh2cdata, ADMIN_ICD_SIZE, icd_size))
+        self.cpda = cpda
+        self.hpda = 0
+        self.maxh2cdata = maxh2cdata
+        self.max_transfer = max_transfer
+        self.c2h_chunk = c2h_chunk
+        self.allow_digests = allow_digests
+        self.io_icd_size = icd_size
+        self.icd_size = ADMIN_ICD_SIZE  # until Connect says which queue this is
+        self.qid = 0
+        self.depth = 32
+        self.sqflow_disabled = False
+        self.sqhd = 0
+        self._cmds: dict[int, _Command] = {}
+        self._ttags: dict[int, _Command] = {}
+        self._next_ttag = 0
+        self.framer.pda = cpda
+        self.framer.data_sink = self._sink
+
+    def configure(self, qid: int, sqsize: int, sqflow_disabled: bool = False) -> None:
+        """The Connect on this queue succeeded: from now on apply its size and kind."""
+        self.qid = qid
+        self.depth = sqsize + 1
+        self.sqflow_disabled = sqflow_disabled
+        self.icd_size = ADMIN_ICD_SIZE if qid == 0 else self.io_icd_size
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._cmds)
+
+    # ---- answers ----
+    def complete(self, cid: int, status: int = 0, *, dw0: int = 0, dw1: int = 0,
+                 data=None) -> None:
+        """Finish command ``cid``; ``status`` is the 15-bit status (use spec.cqe.make_status)."""
+        if self.state is not QueueState.LIVE:
+            return  # the connection is gone; nothing can be sent
+        cmd = self._cmds.pop(cid, None)
+        if cmd is None:
+            raise RuntimeError(f"command {cid:#x} is not outstanding")
+        if cmd.ttag >= 0:
+            self._ttags.pop(cmd.ttag, None)
+        success_only = False
+        if data is not None and len(data) and status == 0:
+            mv = memoryview(data).cast("B")
+            if len(mv) > cmd.c2h_length:
+                raise ValueError(f"{len(mv)} bytes of data for a {cmd.c2h_length}-byte read")
+            success_only = self.sqflow_disabled and dw0 == 0 and dw1 == 0
+            n = len(mv)
+            for off in range(0, n, self.c2h_chunk):
+                end = min(off + self.c2h_chunk, n)
+                last = end == n
+                self._out.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
+                                                success=last and success_only,
+                                                hdgst=self.hdgst, ddgst=self.ddgst,
+                                                pda=self.hpda))
+        if not self.sqflow_disabled:
+            self.sqhd = (self.sqhd + 1) % self.depth
+        if not success_only:
+            self._out.extend(codec.capsule_resp(cid, (status & 0x7FFF) << 1, dw0=dw0, dw1=dw1,
+                                                sqhd=0 if self.sqflow_disabled else self.sqhd,
+                                                sqid=self.qid, hdgst=self.hdgst))
+
+    # ---- received PDUs ----
+    def _handle(self, pdu) -> list:
+        t = pdu.pdu_type
+        if t == PduType.H2CTermReq:
+            return [self._peer_terminated(pdu)]
+        if self.state is QueueState.AWAIT_IC:
+            if t != PduType.ICReq:
+                raise ProtocolError(f"{pdu.name} before ICReq", Fes.PDU_SEQUENCE_ERROR, 0,
+                                    pdu.raw_header)
+            return [self._icreq(pdu)]
+        if t == PduType.CapsuleCmd:
+            return self._capsule(pdu)
+        if t == PduType.H2CData:
+            return self._h2c_data(pdu)
+        raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR, 0,
+                            pdu.raw_header)
+
+    def _icreq(self, pdu) -> IcComplete:
+        hdr = pdu.raw_header
+        if pdu.pfv != 0:
+            raise ProtocolError(f"unsupported PFV {pdu.pfv}", Fes.UNSUPPORTED_PARAMETER, 8, hdr)
+        if pdu.hpda > 31:
+            raise ProtocolError(f"HPDA {pdu.hpda} > 31", Fes.INVALID_HEADER_FIELD, 10, hdr)
+        if pdu.dgst & ~0x3:
+            raise ProtocolError(f"reserved DGST bits {pdu.dgst:#x}", Fes.INVALID_HEADER_FIELD,
+                                11, hdr)
+        if pdu.dgst and not self.allow_digests:
+            raise ProtocolError("digests are not supported here", Fes.UNSUPPORTED_PARAMETER, 11,
+                                hdr)
+        self.hpda = pdu.hpda
+        self.hdgst = self.framer.hdgst = bool(pdu.dgst & DigestFlags.HDGST_ENABLE)
+        self.ddgst = self.framer.ddgst = bool(pdu.dgst & DigestFlags.DDGST_ENABLE)
+        self._out.append(codec.ic_resp(cpda=self.cpda, dgst=pdu.dgst,
+                                       maxh2cdata=self.maxh2cdata))
+        self.state = QueueState.LIVE
+        return IcComplete(self.hdgst, self.ddgst, self.hpda, self.cpda, self.maxh2cdata,
+                          pdu.maxr2t)
+
+    def _reject(self, cid: int, status: int) -> list:
+        """Answer a malformed command at once; it never reaches the target."""
+        self._cmds[cid] = _Command(cid, b"")
+        self.complete(cid, status)
+        return []
+
+    def _capsule(self, pdu) -> list:
+        sqe = pdu.sqe
+        cid = pdu.cid
+        if len(self._cmds) >= self.depth:
+            raise ProtocolError(f"more than {self.depth} commands outstanding",
+                                Fes.PDU_SEQUENCE_ERROR, 0, pdu.raw_header)
+        if cid in self._cmds:
+            self._out.extend(codec.capsule_resp(cid, _status(SC_CID_CONFLICT) << 1,
+                                                sqhd=self.sqhd, sqid=self.qid,
+                                                hdgst=self.hdgst))
+            return []
+        addr, length, sgl_id = _SGL.unpack_from(sqe, 24)
+        direction = data_direction(sqe)
+        data = pdu.data if len(pdu.data) else None
+        if direction == 0 or length == 0:
+            if data is not None:
+                return self._reject(cid, _status(SC_SGL_INVALID_DATA))
+            self._cmds[cid] = _Command(cid, sqe)
+            return [CommandReceived(cid, sqe, None, 0)]
+        if length > self.max_transfer:
+            return self._reject(cid, _status(SC_SGL_INVALID_DATA))
+        if sgl_id == SglId.DATA_BLOCK_OFFSET:
+            if direction != 1:
+                return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
+            if length > self.icd_size or addr != 0:
+                return self._reject(cid, _status(SC_SGL_INVALID_OFFSET))
+            if data is None or len(data) != length:
+                return self._reject(cid, _status(SC_SGL_INVALID_DATA))
+            if pdu.ddgst_ok is False:
+                return self._reject(cid, _status(SC_DATA_XFER_ERROR, dnr=False))
+            self._cmds[cid] = _Command(cid, sqe)
+            return [CommandReceived(cid, sqe, data, 0)]
+        if sgl_id != SglId.TRANSPORT_DATA_BLOCK or data is not None:
+            return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
+        if direction == 2:
+            self._cmds[cid] = _Command(cid, sqe, c2h_length=length)
+            return [CommandReceived(cid, sqe, None, length)]
+        if direction != 1:  # bidirectional transfers are not defined on NVMe/TCP
+            return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
+        cmd = _Command(cid, sqe, buf=memoryview(bytearray(length)))
+        cmd.ttag = self._alloc_ttag()
+        self._cmds[cid] = cmd
+        self._ttags[cmd.ttag] = cmd
+        self._out.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
+        return []
+
+    def _alloc_ttag(self) -> int:
+        while True:
+            ttag = self._next_ttag
+            self._next_ttag = (ttag + 1) % 0xFFFF
+            if ttag not in self._ttags:
+                return ttag
+
+    def _sink(self, pdu):
+        if pdu.pdu_type != PduType.H2CData:
+            return None
+        cmd = self._ttags.get(pdu.ttag)
+        if cmd is None or cmd.cid != pdu.cccid or pdu.datao != cmd.sink_offset:
+            return None
+        end = pdu.datao + pdu.datal
+        if end > len(cmd.buf) or pdu.datal > self.maxh2cdata:
+            return None
+        cmd.sink_offset = end
+        return cmd.buf[pdu.datao:end]
+
+    def _h2c_data(self, pdu) -> list:
+        hdr = pdu.raw_header
+        cmd = self._ttags.get(pdu.ttag)
+        if cmd is None:
+            raise ProtocolError(f"H2CData with unknown ttag {pdu.ttag:#x}",
+                                Fes.INVALID_HEADER_FIELD, 10, hdr)
+        if cmd.cid != pdu.cccid:
+            raise ProtocolError(f"H2CData cccid {pdu.cccid:#x} does not own ttag {pdu.ttag:#x}",
+                                Fes.INVALID_HEADER_FIELD, 8, hdr)
+        if pdu.datal > self.maxh2cdata:
+            raise ProtocolError(f"H2CData of {pdu.datal} bytes exceeds MAXH2CDATA",
+                                Fes.DATA_TRANSFER_LIMIT_EXCEEDED, 16, hdr)
+        if pdu.datao != cmd.received:
+            raise ProtocolError(f"H2CData offset {pdu.datao}, expected {cmd.received}",
+                                Fes.DATA_TRANSFER_OUT_OF_RANGE, 12, hdr)
+        end = pdu.datao + pdu.datal
+        if end > len(cmd.buf):
+            raise ProtocolError("H2CData beyond the R2T", Fes.DATA_TRANSFER_OUT_OF_RANGE, 16,
+                                hdr)
+        if bool(pdu.flags & PduFlags.LAST_PDU) != (end == len(cmd.buf)):
+            raise ProtocolError("LAST_PDU flag does not match the end of the R2T",
+                                Fes.PDU_SEQUENCE_ERROR, 1, hdr)
+        if not (isinstance(pdu.data, memoryview) and pdu.data.obj is cmd.buf.obj):
+            cmd.buf[pdu.datao:end] = pdu.data
+        cmd.received = end
+        if pdu.ddgst_ok is False:
+            cmd.ddgst_bad = True
+        if end < len(cmd.buf):
+            return []
+        self._ttags.pop(cmd.ttag, None)
+        cmd.ttag = -1
+        if cmd.ddgst_bad:  # the data is unusable; the host may retry (no DNR)
+            self.complete(cmd.cid, _status(SC_DATA_XFER_ERROR, dnr=False))
+            return []
+        return [CommandReceived(cmd.cid, cmd.sqe, cmd.buf, 0)]
+
+    def _on_terminated(self, reason: str) -> None:
+        self._cmds.clear()
+        self._ttags.clear()

@@ -1,0 +1,282 @@
+"""The host side of one NVMe/TCP queue, sans I/O.
+
+Usage by a transport::
+
+    q = HostQueue(qid=0, hdgst=True)
+    q.initiate()                              # queues the ICReq
+    sock.sendmsg(q.data_to_send())
+    events = q.receive(sock.recv(...))        # IcComplete, Completion, ...
+    cid = q.submit(sqe, write=data)           # or read_into=buffer / read_len=n
+    sock.sendmsg(q.data_to_send())
+
+Commands carry their data: in-capsule when it fits the negotiated in-capsule size, otherwise
+through R2T → H2CData split by MAXH2CDATA; reads land directly in the caller's buffer (the framer's
+data sink points at it), so a 128 KiB read is received with no intermediate copy.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..errors import ProtocolError
+from ..spec.opcodes import SglId
+from ..spec.pdu import DigestFlags, Fes, PduFlags, PduType
+from ..spec.status import SC_DATA_XFER_ERROR
+from ..spec.cqe import make_status
+from ..wire import codec
+from .events import Completion, IcComplete
+from .queue import QueueState, _QueueEngine
+
+_SGL = struct.Struct("<QI3xB")
+_CID = struct.Struct("<H")
+ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
+MIN_MAXH2CDATA = 4096
+STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
+
+
+@dataclass(slots=True)
+class _Command:
+    cid: int
+    opcode: int
+    write: memoryview | None
+    read: memoryview | None
+    context: object
+    received: int = 0
+    sink_offset: int = 0
+    sent: int = 0
+    in_capsule: bool = False
+    status_override: int = 0
+
+
+class HostQueue(_QueueEngine):
+    """One host queue (admin when ``qid`` is 0)."""
+
+    _receiver = "host"
+    _term_type = PduType.H2CTermReq
+
+    def __init__(self, qid: int = 0, *, queue_size: int = 32, hdgst: bool = False,
+                 ddgst: bool = False, hpda: int = 0, maxr2t: int = 0,
+                 max_data: int = 1 << 24, icd_size: int | None = None,
+                 sqflow_disabled: bool = False) -> None:
+        super().__init__(max_data)
+        if not 0 <= hpda <= 31:
+            raise ValueError("hpda must be 0..31")
+        if queue_size < 2:
+            raise ValueError("queue_size must be at least 2")
+        self.qid = qid
+        self.queue_size = queue_size
+        self.want_hdgst = hdgst
+        self.want_ddgst = ddgst
+        self.hpda = hpda
+        self.maxr2t = maxr2t
+        self.cpda = 0
+        self.maxh2cdata = 0
+        #: Bytes of in-capsule data the controller accepts (admin: 8 KiB; I/O: from IOCCSZ).
+        self.icd_size = ADMIN_ICD_SIZE if icd_size is None and qid == 0 else (icd_size or 0)
+        self.sqflow_disabled = sqflow_disabled
+        self.sqhd = 0
+        self._cmds: dict[int, _Command] = {}
+        self._next_cid = 0
+        self._initiated = False
+        self.framer.data_sink = self._sink
+        self.framer.pda = hpda
+
+    # ---- calls ----
+    def initiate(self) -> None:
+        """Start the connection: queues the ICReq, the first thing to send."""
+        if self.state is not QueueState.AWAIT_IC or self._initiated:
+            raise RuntimeError("initiate() called twice")
+        self._initiated = True
+        self._out.append(codec.ic_req(hpda=self.hpda, dgst=self._dgst_bits(), maxr2t=self.maxr2t))
+
+    def _dgst_bits(self) -> int:
+        return (DigestFlags.HDGST_ENABLE if self.want_hdgst else 0) | (
+            DigestFlags.DDGST_ENABLE if self.want_ddgst else 0)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._cmds)
+
+    @property
+    def can_submit(self) -> bool:
+        return self.state is QueueState.LIVE and len(self._cmds) < self.queue_size - 1
+
+    def submit(self, sqe: bytes | bytearray, *, write=None, read_into=None, read_len: int = 0,
+               context: object = None) -> int:
+        """Queue a command; returns its CID (the SQE's CID and SGL1 are filled in here).
+
+        ``write`` is data for a host-to-controller transfer; ``read_into`` a writable buffer for a
+        controller-to-host transfer (or ``read_len`` to have one allocated).
+        """
+        if self.state is not QueueState.LIVE:
+            raise RuntimeError(f"queue {self.qid} is not live ({self.state.value})")
+        if len(self._cmds) >= self.queue_size - 1:
+            raise RuntimeError(f"queue {self.qid} is full ({self.queue_size - 1} outstanding)")
+        if write is not None and (read_into is not None or read_len):
+            raise ValueError("a command moves data in one direction only")
+        cid = self._alloc_cid()
+        sqe = bytearray(sqe)
+        _CID.pack_into(sqe, 2, cid)
+        wmv = memoryview(write).cast("B") if write is not None else None
+        if read_into is not None:
+            rmv = memoryview(read_into).cast("B")
+            if rmv.readonly:
+                raise ValueError("read buffer must be writable")
+        elif read_len:
+            rmv = memoryview(bytearray(read_len))
+        else:
+            rmv = None
+        cmd = _Command(cid, sqe[0], wmv, rmv, context)
+        length = len(wmv) if wmv is not None else (len(rmv) if rmv is not None else 0)
+        if wmv is not None and 0 < len(wmv) <= self.icd_size:
+            cmd.in_capsule = True
+            _SGL.pack_into(sqe, 24, 0, len(wmv), SglId.DATA_BLOCK_OFFSET)
+        else:
+            _SGL.pack_into(sqe, 24, 0, length, SglId.TRANSPORT_DATA_BLOCK)
+        sqe[1] |= 0x40  # PSDT: SGL for data (as every Linux host command)
+        self._cmds[cid] = cmd
+        self._out.extend(codec.capsule_cmd(bytes(sqe), wmv if cmd.in_capsule else None,
+                                           hdgst=self.hdgst, ddgst=self.ddgst, pda=self.cpda))
+        return cid
+
+    def fail_all(self) -> list[Completion]:
+        """Forget every outstanding command (connection lost); returns what was outstanding."""
+        lost = [Completion(c.cid, -1, 0, 0, 0, self.qid, None, c.context)
+                for c in self._cmds.values()]
+        self._cmds.clear()
+        return lost
+
+    def _alloc_cid(self) -> int:
+        for _ in range(0x10000):
+            cid = self._next_cid
+            self._next_cid = (cid + 1) & 0xFFFF
+            if cid not in self._cmds:
+                return cid
+        raise RuntimeError("no free command identifier")  # unreachable with queue_size ≤ 65535
+
+    # ---- received PDUs ----
+    def _handle(self, pdu) -> list:
+        t = pdu.pdu_type
+        if t == PduType.C2HTermReq:
+            return [self._peer_terminated(pdu)]
+        if self.state is QueueState.AWAIT_IC:
+            if t != PduType.ICResp:
+                raise ProtocolError(f"{pdu.name} before ICResp", Fes.PDU_SEQUENCE_ERROR, 0,
+                                    pdu.raw_header)
+            return [self._icresp(pdu)]
+        if t == PduType.CapsuleResp:
+            return self._response(pdu)
+        if t == PduType.C2HData:
+            return self._c2h_data(pdu)
+        if t == PduType.R2T:
+            self._r2t(pdu)
+            return []
+        raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR,
+                            0, pdu.raw_header)
+
+    def _icresp(self, pdu) -> IcComplete:
+        hdr = pdu.raw_header
+        if pdu.pfv != 0:
+            raise ProtocolError(f"unsupported PFV {pdu.pfv}", Fes.UNSUPPORTED_PARAMETER, 8, hdr)
+        if pdu.cpda > 31:
+            raise ProtocolError(f"CPDA {pdu.cpda} > 31", Fes.INVALID_HEADER_FIELD, 10, hdr)
+        want = self._dgst_bits()
+        if pdu.dgst != want:  # digests must match what we asked for exactly (pitfall 9)
+            raise ProtocolError(f"controller digests {pdu.dgst:#x}, requested {want:#x}",
+                                Fes.UNSUPPORTED_PARAMETER, 11, hdr)
+        if pdu.maxh2cdata < MIN_MAXH2CDATA or pdu.maxh2cdata % 4:
+            raise ProtocolError(f"MAXH2CDATA {pdu.maxh2cdata} invalid",
+                                Fes.INVALID_HEADER_FIELD, 12, hdr)
+        self.cpda = pdu.cpda
+        self.maxh2cdata = pdu.maxh2cdata
+        self.hdgst = self.framer.hdgst = self.want_hdgst
+        self.ddgst = self.framer.ddgst = self.want_ddgst
+        self.state = QueueState.LIVE
+        return IcComplete(self.hdgst, self.ddgst, self.hpda, self.cpda, self.maxh2cdata,
+                          self.maxr2t)
+
+    def _lookup(self, cid: int, pdu, fei: int) -> _Command:
+        cmd = self._cmds.get(cid)
+        if cmd is None:
+            raise ProtocolError(f"{pdu.name} for unknown command {cid:#x}",
+                                Fes.INVALID_HEADER_FIELD, fei, pdu.raw_header)
+        return cmd
+
+    def _response(self, pdu) -> list:
+        cmd = self._lookup(pdu.cid, pdu, 20)
+        del self._cmds[pdu.cid]
+        if not self.sqflow_disabled:
+            self.sqhd = pdu.sqhd
+        status = (pdu.status >> 1) & 0x7FFF
+        if status == 0 and cmd.status_override:
+            status = cmd.status_override
+        elif status == 0 and cmd.read is not None and cmd.received != len(cmd.read):
+            status = STATUS_TRANSPORT_ERROR  # a short read is a failure (pitfall 13)
+        data = cmd.read if cmd.read is not None else None
+        return [Completion(pdu.cid, status, pdu.dw0, pdu.dw1, pdu.sqhd, pdu.sqid, data,
+                           cmd.context)]
+
+    def _sink(self, pdu):
+        """Framer data sink: C2HData payloads go straight into the command's read buffer."""
+        if pdu.pdu_type != PduType.C2HData:
+            return None
+        cmd = self._cmds.get(pdu.cccid)
+        if cmd is None or cmd.read is None or pdu.datao != cmd.sink_offset:
+            return None
+        end = pdu.datao + pdu.datal
+        if end > len(cmd.read):
+            return None
+        cmd.sink_offset = end  # the framer may deliver the next PDU's header before we see this one
+        return cmd.read[pdu.datao:end]
+
+    def _c2h_data(self, pdu) -> list:
+        cmd = self._lookup(pdu.cccid, pdu, 8)
+        hdr = pdu.raw_header
+        if cmd.read is None:
+            raise ProtocolError("C2HData for a command without read data",
+                                Fes.INVALID_HEADER_FIELD, 8, hdr)
+        if pdu.datao != cmd.received:
+            raise ProtocolError(f"C2HData offset {pdu.datao}, expected {cmd.received}",
+                                Fes.PDU_SEQUENCE_ERROR, 12, hdr)
+        if pdu.datao + pdu.datal > len(cmd.read):
+            raise ProtocolError("C2HData beyond the command's data",
+                                Fes.DATA_TRANSFER_OUT_OF_RANGE, 16, hdr)
+        if not (isinstance(pdu.data, memoryview) and pdu.data.obj is cmd.read.obj):
+            cmd.read[pdu.datao:pdu.datao + pdu.datal] = pdu.data  # the sink was not used
+        cmd.received += pdu.datal
+        if pdu.ddgst_ok is False:
+            cmd.status_override = STATUS_TRANSPORT_ERROR  # non-fatal (as the Linux host)
+        if pdu.flags & PduFlags.SUCCESS:
+            if cmd.received != len(cmd.read):
+                raise ProtocolError("SUCCESS flag before all data arrived",
+                                    Fes.PDU_SEQUENCE_ERROR, 1, hdr)
+            del self._cmds[cmd.cid]
+            if not self.sqflow_disabled:
+                self.sqhd = (self.sqhd + 1) % self.queue_size
+            return [Completion(cmd.cid, cmd.status_override, 0, 0, self.sqhd, self.qid,
+                               cmd.read, cmd.context)]
+        return []
+
+    def _r2t(self, pdu) -> None:
+        cmd = self._lookup(pdu.cccid, pdu, 8)
+        hdr = pdu.raw_header
+        if cmd.write is None or cmd.in_capsule:
+            raise ProtocolError("R2T for a command without R2T data", Fes.PDU_SEQUENCE_ERROR,
+                                8, hdr)
+        if pdu.r2tl == 0:
+            raise ProtocolError("R2T with R2TL 0", Fes.INVALID_HEADER_FIELD, 16, hdr)
+        if pdu.r2to != cmd.sent:
+            raise ProtocolError(f"R2T offset {pdu.r2to}, expected {cmd.sent}",
+                                Fes.PDU_SEQUENCE_ERROR, 12, hdr)
+        end = pdu.r2to + pdu.r2tl
+        if end > len(cmd.write):
+            raise ProtocolError("R2T beyond the command's data", Fes.DATA_TRANSFER_OUT_OF_RANGE,
+                                16, hdr)
+        off = pdu.r2to
+        while off < end:
+            n = min(self.maxh2cdata, end - off)
+            self._out.extend(codec.h2c_data(cmd.cid, pdu.ttag, off, cmd.write[off:off + n],
+                                            last=off + n == end, hdgst=self.hdgst,
+                                            ddgst=self.ddgst, pda=self.cpda))
+            off += n
+        cmd.sent = end
