@@ -1,0 +1,4 @@
+"""Floor 4: the NVMe/TCP initiator (blocking in ``sync``, asyncio in ``aio``)."""
+from .sync import Controller, connect, discover
+
+__all__ = ["Controller", "connect", "discover"]

@@ -1,0 +1,140 @@
+"""The host API, written once for the blocking and the asyncio controller.
+
+Subclasses supply two drivers: ``_run(procedure, post)`` for multi-step procedures and
+``_io(command, post)`` for a single command. In the blocking host they return the value; in the
+asyncio host they return an awaitable of it. So ``ctrl.identify()`` and ``await actrl.identify()``
+run the same code.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..spec.identify import IdentifyNamespace
+from ..spec.opcodes import FeatureId
+from . import commands as C
+from . import procedures as P
+from .procedures import Command
+
+
+def _dw0(done) -> int:
+    return done.dw0
+
+
+def _data(done):
+    return done.data.obj if done.data is not None else None
+
+
+def _none(done) -> None:
+    return None
+
+
+class ControllerApi:
+    """Admin commands of a connected controller."""
+
+    cntlid: int
+    io_queue_ids: list[int]
+
+    def _run(self, proc: P.Procedure, post: Callable | None = None) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _io(self, command: Command, post: Callable) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def identify(self):
+        """Identify Controller (CNS 1) as a construct Container."""
+        return self._run(P.identify_controller())
+
+    def identify_namespace(self, nsid: int):
+        return self._run(P.identify_namespace(nsid))
+
+    def namespace_ids(self, nsid: int):
+        """Namespace identification descriptors: {NIDT: bytes} (EUI-64, NGUID, UUID, CSI)."""
+        return self._run(P.namespace_ids(nsid))
+
+    def namespaces(self):
+        """Active namespace IDs (Identify CNS 2)."""
+        return self._run(P.active_namespaces())
+
+    def get_log_page(self, lid: int, length: int, *, nsid: int = 0xFFFFFFFF, offset: int = 0,
+                     lsp: int = 0, rae: bool = False):
+        return self._run(P.get_log_page(lid, length, nsid=nsid, offset=offset, lsp=lsp, rae=rae))
+
+    def discovery_log(self):
+        """The discovery log (GENCTR checked before and after, paged)."""
+        return self._run(P.read_discovery_log())
+
+    def get_features(self, fid: int, *, nsid: int = 0, sel: int = 0, cdw11: int = 0):
+        """Get Features: returns CQE DW0."""
+        return self._io(Command(C.get_features(fid, nsid=nsid, sel=sel, cdw11=cdw11)), _dw0)
+
+    def set_features(self, fid: int, cdw11: int, *, nsid: int = 0, save: bool = False):
+        return self._io(Command(C.set_features(fid, cdw11, nsid=nsid, save=save)), _dw0)
+
+    def keep_alive(self):
+        return self._io(Command(C.keep_alive()), _none)
+
+    def namespace(self, nsid: int):
+        """A handle for I/O on namespace ``nsid`` (identified first, for its block size)."""
+        return self._run(P.identify_namespace(nsid), lambda idns: Namespace(self, nsid, idns))
+
+    def enable_async_events(self, mask: int):
+        """Set Features Asynchronous Event Configuration (bit 31: discovery log change)."""
+        return self.set_features(FeatureId.ASYNC_EVENT, mask)
+
+
+class Namespace:
+    """I/O on one namespace; methods return values (blocking) or awaitables (asyncio)."""
+
+    def __init__(self, ctrl: ControllerApi, nsid: int, idns) -> None:
+        self.ctrl = ctrl
+        self.nsid = nsid
+        self.id = idns
+        self.block_size = lba_size(idns)
+        self.nblocks = idns.nsze
+        self.size = self.nblocks * self.block_size
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.nsid}: {self.nblocks} × {self.block_size} B>"
+
+    def _blocks(self, nbytes: int) -> int:
+        if nbytes % self.block_size or not nbytes:
+            raise ValueError(f"length {nbytes} is not a positive multiple of the "
+                             f"{self.block_size}-byte block size")
+        return nbytes // self.block_size
+
+    def read(self, slba: int, nlb: int):
+        """Read ``nlb`` blocks at ``slba``; returns a bytearray."""
+        return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), queue=-1,
+                                     read_len=nlb * self.block_size), _data)
+
+    def read_into(self, slba: int, buf):
+        """Read into ``buf`` (its length selects the block count); nothing is copied twice."""
+        nlb = self._blocks(memoryview(buf).nbytes)
+        return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=buf),
+                             _none)
+
+    def write(self, slba: int, data, *, fua: bool = False):
+        nlb = self._blocks(memoryview(data).nbytes)
+        return self.ctrl._io(Command(C.write(self.nsid, slba, nlb, fua=fua), queue=-1,
+                                     write=data), _none)
+
+    def compare(self, slba: int, data):
+        nlb = self._blocks(memoryview(data).nbytes)
+        return self.ctrl._io(Command(C.compare(self.nsid, slba, nlb), queue=-1, write=data),
+                             _none)
+
+    def flush(self):
+        return self.ctrl._io(Command(C.flush(self.nsid), queue=-1), _none)
+
+    def write_zeroes(self, slba: int, nlb: int, *, deallocate: bool = False):
+        return self.ctrl._io(Command(C.write_zeroes(self.nsid, slba, nlb, deallocate=deallocate),
+                                     queue=-1), _none)
+
+    def deallocate(self, ranges: list[tuple[int, int]]):
+        """Dataset Management with the deallocate attribute over (slba, nlb) ranges."""
+        sqe, data = C.dataset_management(self.nsid, ranges)
+        return self.ctrl._io(Command(sqe, queue=-1, write=data), _none)
+
+
+def lba_size(idns: IdentifyNamespace) -> int:
+    return 1 << idns.lbaf[idns.flbas & 0xF].ds

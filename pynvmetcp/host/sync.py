@@ -1,0 +1,338 @@
+"""The blocking host: one TCP socket per queue, driven from the caller's thread.
+
+I/O commands are sent and their completions received by the thread that issued them (no thread hop
+on the hot path; a per-queue lock makes the queues safe to share between threads). Only the admin
+queue has a helper thread: it sends Keep Alive at KATO/2 and delivers asynchronous events as soon
+as they arrive, which persistent discovery connections depend on.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import select
+import socket
+import threading
+import time
+from typing import Callable
+
+from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
+                      TermReqReceived)
+from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
+from ..protocol.aer import AsyncEvent
+from ..protocol.keepalive import HostKeepAlive
+from . import commands as C
+from . import procedures as P
+from .api import ControllerApi
+from .identity import ConnectParams
+
+log = logging.getLogger(__name__)
+
+
+class SyncQueue:
+    """One queue's socket and engine, with the commands' completions kept by CID."""
+
+    def __init__(self, sock: socket.socket, engine: HostQueue, timeout: float) -> None:
+        self.sock = sock
+        self.engine = engine
+        self.timeout = timeout
+        self.lock = threading.RLock()
+        self._done: dict[int, Completion] = {}
+        self.on_unsolicited: Callable[[Completion], None] | None = None
+        self.unsolicited_cids: set[int] = set()
+        self.closed = False
+
+    @classmethod
+    def open(cls, traddr: str, trsvcid: int, engine: HostQueue, timeout: float,
+             connect_timeout: float) -> "SyncQueue":
+        sock = socket.create_connection((traddr, trsvcid), timeout=connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        q = cls(sock, engine, timeout)
+        engine.initiate()
+        with q.lock:
+            q._flush()
+            deadline = time.monotonic() + connect_timeout
+            while engine.state.value == "await-ic":
+                q._pump(deadline)
+        return q
+
+    # ---- commands ----
+    def execute(self, cmd: P.Command) -> Completion:
+        with self.lock:
+            cid = self.submit(cmd)
+            return self.wait(cid, cmd.timeout)
+
+    def submit(self, cmd: P.Command, context: object = None) -> int:
+        """Send a command without waiting (pipelining); ``wait(cid)`` collects it."""
+        with self.lock:
+            self._check_open()
+            cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
+                                     read_len=cmd.read_len, context=context or cmd)
+            self._flush()
+            return cid
+
+    def wait(self, cid: int, timeout: float | None = None) -> Completion:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        with self.lock:
+            while cid not in self._done:
+                self._pump(deadline)
+            done = self._done.pop(cid)
+        return check(done)
+
+    def wait_any(self, timeout: float | None = None) -> Completion:
+        """The next completion of any submitted command (status not checked)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        with self.lock:
+            while not self._done:
+                self._pump(deadline)
+            cid = next(iter(self._done))
+            return self._done.pop(cid)
+
+    def poll(self) -> None:
+        """Process whatever has arrived, without blocking."""
+        with self.lock:
+            if not self.closed:
+                self._pump(None)
+
+    # ---- transport ----
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConnectionLost(f"queue {self.engine.qid} is closed")
+
+    def _flush(self) -> None:
+        bufs = self.engine.data_to_send()
+        while bufs:
+            try:
+                sent = self.sock.sendmsg(bufs)
+            except OSError as exc:
+                self._lost(f"send failed: {exc}")
+            bufs = _advance(bufs, sent)
+
+    def _pump(self, deadline: float | None) -> None:
+        """Receive once (blocking until ``deadline``; None = only if data is ready)."""
+        if deadline is None:
+            self.sock.settimeout(0.0)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
+            self.sock.settimeout(remaining)
+        try:
+            n = self.sock.recv_into(self.engine.get_buffer())
+        except (BlockingIOError, InterruptedError):
+            return
+        except socket.timeout:
+            if deadline is None:
+                return
+            raise CommandTimeout(f"queue {self.engine.qid}: no completion in time") from None
+        except OSError as exc:
+            self._lost(f"receive failed: {exc}")
+        if n == 0:
+            self._lost("connection closed by the controller")
+        events = self.engine.buffer_updated(n)
+        self._flush()  # H2CData answering R2Ts, TermReqs
+        for ev in events:
+            if isinstance(ev, Completion):
+                if ev.cid in self.unsolicited_cids and self.on_unsolicited:
+                    self.unsolicited_cids.discard(ev.cid)
+                    self.on_unsolicited(ev)
+                else:
+                    self._done[ev.cid] = ev
+            elif isinstance(ev, ProtocolFailure):
+                self._close()
+                raise ev.error
+            elif isinstance(ev, PeerTerminated):
+                self._close()
+                raise TermReqReceived(ev.fes, ev.fei, ev.header)
+            elif isinstance(ev, IcComplete):
+                log.debug("queue %d live: %s", self.engine.qid, ev)
+
+    def _lost(self, why: str):
+        self._close()
+        raise ConnectionLost(f"queue {self.engine.qid}: {why}")
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.engine.fail_all()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+
+def _advance(bufs: list, sent: int) -> list:
+    """Drop ``sent`` bytes from the front of a buffer list (partial sendmsg)."""
+    i = 0
+    while i < len(bufs) and sent >= len(bufs[i]):
+        sent -= len(bufs[i])
+        i += 1
+    rest = bufs[i:]
+    if rest and sent:
+        rest[0] = memoryview(rest[0])[sent:]
+    return rest
+
+
+def check(done: Completion) -> Completion:
+    """Raise NvmeStatusError for a failed completion."""
+    if done.status:
+        ctx = done.context
+        sqe = getattr(ctx, "sqe", b"\0")
+        raise NvmeStatusError(done.status, opcode=sqe[0], fabrics=sqe[0] == 0x7F,
+                              cid=done.cid, dw0=done.dw0)
+    return done
+
+
+class Controller(ControllerApi):
+    """A connected NVMe/TCP controller (admin queue + I/O queues), blocking API."""
+
+    def __init__(self, params: ConnectParams) -> None:
+        self.params = params
+        self.admin: SyncQueue | None = None
+        self.io: list[SyncQueue] = []
+        self._rr = itertools.count()
+        self.cntlid = 0
+        self.cap = 0
+        self.vs = 0
+        self.id = None
+        self.event_handlers: list[Callable[[AsyncEvent], None]] = []
+        self._ka = HostKeepAlive(int(params.kato * 1000))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._aer_armed = 0
+
+    # ---- drivers for ControllerApi ----
+    def _execute(self, cmd: P.Command) -> Completion:
+        q = self.admin if cmd.queue == 0 else self._io_queue(cmd.queue)
+        return q.execute(cmd)
+
+    def _io_queue(self, qid: int) -> SyncQueue:
+        if qid == -1:
+            if not self.io:
+                raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
+            return self.io[next(self._rr) % len(self.io)]
+        return self.io[qid - 1]
+
+    def _run(self, proc, post=None):
+        value = P.run_sync(proc, self._execute, time.sleep)
+        return post(value) if post else value
+
+    def _io(self, command, post):
+        return post(self._execute(command))
+
+    # ---- bring-up ----
+    def connect(self) -> "Controller":
+        p = self.params
+        try:
+            self.admin = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
+                0, queue_size=32, hdgst=p.hdr_digest, ddgst=p.data_digest, hpda=p.hpda),
+                p.timeout, p.connect_timeout)
+            self.cntlid = self._run(P.connect_queue(p.identity, p.subnqn, 0, 32,
+                                                    int(p.kato * 1000)))
+            self.cap, self.vs = self._run(P.enable())
+            self.id = self.identify()
+            nr = self._run(P.set_queue_count(p.nr_io_queues)) if p.nr_io_queues else 0
+            icd = max(self.id.ioccsz * 16 - 64, 0)
+            qsize = min(p.queue_size, (self.cap & 0xFFFF) + 1)
+            for qid in range(1, nr + 1):
+                q = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
+                    qid, queue_size=qsize, hdgst=p.hdr_digest, ddgst=p.data_digest,
+                    hpda=p.hpda, icd_size=icd), p.timeout, p.connect_timeout)
+                self.io.append(q)
+                self._run(P.connect_queue(p.identity, p.subnqn, qid, qsize, 0, self.cntlid))
+        except BaseException:
+            self.close(shutdown=False)
+            raise
+        self.io_queue_ids = list(range(1, len(self.io) + 1))
+        self._start_admin_thread()
+        return self
+
+    # ---- async events and keep-alive ----
+    def arm_async_events(self, count: int = 1) -> None:
+        """Keep ``count`` Asynchronous Event Requests outstanding (re-armed after each event)."""
+        for _ in range(count):
+            self._arm_one()
+
+    def _arm_one(self) -> None:
+        cid = self.admin.submit(P.Command(C.async_event_request()))
+        self.admin.unsolicited_cids.add(cid)
+        self.admin.on_unsolicited = self._on_aer
+        self._aer_armed += 1
+
+    def _on_aer(self, done: Completion) -> None:
+        self._aer_armed -= 1
+        if done.status:
+            log.warning("AER failed: %s", NvmeStatusError(done.status))
+            return
+        event = AsyncEvent.from_dw0(done.dw0)
+        for handler in list(self.event_handlers):
+            try:
+                handler(event)
+            except Exception:  # a handler's bug must not stop event delivery
+                log.exception("async event handler failed")
+        if not self.admin.closed:
+            self._arm_one()
+
+    def _start_admin_thread(self) -> None:
+        self._ka.start(time.monotonic())
+        self._thread = threading.Thread(target=self._admin_loop, name="nvme-admin",
+                                        daemon=True)
+        self._thread.start()
+
+    def _admin_loop(self) -> None:
+        while not self._stop.is_set() and self.admin and not self.admin.closed:
+            deadline = self._ka.next_deadline()
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                readable, _, _ = select.select([self.admin.sock], [], [], wait)
+                if readable:
+                    self.admin.poll()
+                if self._ka.due(time.monotonic()):
+                    self._ka.sent(time.monotonic())
+                    self.keep_alive()
+                    self._ka.completed()
+            except (NvmeTcpError, ValueError, OSError) as exc:
+                if not self._stop.is_set():
+                    log.warning("admin queue of %s failed: %s", self.params.subnqn, exc)
+                return
+
+    # ---- teardown ----
+    def close(self, shutdown: bool = True) -> None:
+        """Shut the controller down (CC.SHN) when it is healthy, then close every queue."""
+        self._stop.set()
+        if shutdown and self.admin and not self.admin.closed:
+            try:
+                self._run(P.shutdown())
+            except (NvmeTcpError, OSError) as exc:
+                log.debug("shutdown failed: %s", exc)
+        for q in self.io:
+            q.close()
+        if self.admin:
+            self.admin.close()
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> "Controller":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect(traddr: str, trsvcid: int = 4420, subnqn: str = "", **kwargs) -> Controller:
+    """Connect to an NVMe/TCP subsystem; use as a context manager to disconnect cleanly."""
+    return Controller(ConnectParams(traddr=traddr, trsvcid=int(trsvcid), subnqn=subnqn,
+                                    **kwargs)).connect()
+
+
+def discover(traddr: str, trsvcid: int = 8009, **kwargs):
+    """Read the discovery log of a discovery controller (then disconnect)."""
+    from ..spec.opcodes import DISCOVERY_NQN
+
+    kwargs.setdefault("nr_io_queues", 0)
+    kwargs.setdefault("kato", 0)
+    with connect(traddr, trsvcid, DISCOVERY_NQN, **kwargs) as ctrl:
+        return ctrl.discovery_log()
