@@ -6,7 +6,7 @@
 """
 from .errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
                      ProtocolError, TermReqReceived)
-from .host import Controller, connect, discover
+from .host import AsyncController, Controller, aconnect, adiscover, connect, discover
 
-__all__ = ["connect", "discover", "Controller", "NvmeTcpError", "NvmeStatusError",
+__all__ = ["connect", "discover", "Controller", "aconnect", "adiscover", "AsyncController", "NvmeTcpError", "NvmeStatusError",
            "ProtocolError", "TermReqReceived", "ConnectionLost", "CommandTimeout"]
