@@ -1,0 +1,110 @@
+"""Options shared by the host-side subcommands, with nvme-cli's letters where they exist.
+
+A command reaches a controller either through the userspace host (``-a/--traddr`` …) or, for a
+kernel device path (/dev/nvmeN, /dev/nvmeNnM), through the kernel's passthrough ioctls.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+from ..host import connect
+
+
+def add_connection_args(p: argparse.ArgumentParser, *, nqn_flag: str = "-n",
+                        svc_flag: str | None = "-s", default_port: int = 4420,
+                        nqn_required: bool = True) -> None:
+    """Where the controller is and how to talk to it (nvme-cli's connect/discover flags)."""
+    p.add_argument("-t", "--transport", default="tcp", choices=["tcp"],
+                   help="transport type (only tcp)")
+    p.add_argument("-a", "--traddr", help="target address")
+    svc = [svc_flag, "--trsvcid"] if svc_flag else ["--trsvcid"]
+    p.add_argument(*svc, dest="trsvcid", type=int, default=default_port,
+                   help=f"target port (default {default_port})")
+    nqn = [nqn_flag, "--nqn"] if nqn_flag else ["--nqn"]
+    p.add_argument(*nqn, dest="nqn", required=False, help="subsystem NQN")
+    p.add_argument("-q", "--hostnqn", help="host NQN (default: /etc/nvme/hostnqn)")
+    p.add_argument("-I", "--hostid", help="host ID (default: /etc/nvme/hostid)")
+    p.add_argument("-g", "--hdr-digest", action="store_true", help="enable header digest")
+    p.add_argument("-G", "--data-digest", action="store_true", help="enable data digest")
+    p.add_argument("-k", "--keep-alive-tmo", type=float, default=None,
+                   help="keep-alive timeout in seconds")
+    p.set_defaults(_nqn_required=nqn_required)
+
+
+def add_queue_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--nr-io-queues", type=int, default=1, help="number of I/O queues")
+    p.add_argument("-Q", "--queue-size", type=int, default=128, help="I/O queue size")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output-format", choices=["normal", "json"], default="normal")
+    p.add_argument("--json", dest="output_format", action="store_const", const="json",
+                   help="same as -o json")
+
+
+def connect_kwargs(args: argparse.Namespace, **extra) -> dict:
+    if not args.traddr:
+        raise ValueError("a target address is needed (-a/--traddr)")
+    if args._nqn_required and not args.nqn:
+        raise ValueError("a subsystem NQN is needed (-n/--nqn)")
+    kw = dict(hostnqn=args.hostnqn, hostid=args.hostid, hdr_digest=args.hdr_digest,
+              data_digest=args.data_digest)
+    if args.keep_alive_tmo is not None:
+        kw["kato"] = args.keep_alive_tmo
+    kw.update(extra)
+    return kw
+
+
+@contextlib.contextmanager
+def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0):
+    """Connect with the userspace host for the duration of one command."""
+    with connect(args.traddr, args.trsvcid, args.nqn,
+                 **connect_kwargs(args, nr_io_queues=nr_io_queues)) as ctrl:
+        yield ctrl
+
+
+def is_json(args: argparse.Namespace) -> bool:
+    return getattr(args, "output_format", "normal") == "json"
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).hex()
+    return str(obj)
+
+
+def container_dict(c) -> dict:
+    """A construct Container as plain JSON-ready data (nested, private keys dropped)."""
+    if hasattr(c, "items"):
+        return {k: container_dict(v) for k, v in c.items() if not k.startswith("_")}
+    if isinstance(c, list):
+        return [container_dict(v) for v in c]
+    return c
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """A kernel device path, or a userspace target (long options only: short ones are taken)."""
+    p.add_argument("device", nargs="?", help="kernel device (/dev/nvmeN or /dev/nvmeNnM); "
+                                             "omit and give --traddr for the userspace host")
+    add_connection_args(p, nqn_flag=None, svc_flag=None, nqn_required=True)
+
+
+@contextlib.contextmanager
+def open_controller(args: argparse.Namespace, nr_io_queues: int = 0):
+    """The controller a device-or-address command talks to, for the command's duration."""
+    if args.device:
+        from .. import kernel
+
+        with kernel.open_device(args.device) as dev:
+            yield dev
+    else:
+        with userspace_controller(args, nr_io_queues=nr_io_queues) as ctrl:
+            yield ctrl
