@@ -20,6 +20,7 @@ from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpEr
 from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
 from ..protocol.aer import AsyncEvent
 from ..protocol.keepalive import HostKeepAlive
+from ..protocol.reconnect import ReconnectPolicy
 from . import commands as C
 from . import procedures as P
 from .api import ControllerApi
@@ -199,17 +200,30 @@ class Controller(ControllerApi):
         self.vs = 0
         self.id = None
         self.event_handlers: list[Callable[[AsyncEvent], None]] = []
+        self.dead: Exception | None = None
         self._ka = HostKeepAlive(int(params.kato * 1000))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._aer_armed = 0
+        self._aer_wanted = 0
+        self._generation = 0
+        self._establisher: int | None = None
+        self._recover_lock = threading.Lock()
+        self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
 
     # ---- drivers for ControllerApi ----
     def _execute(self, cmd: P.Command) -> Completion:
-        q = self.admin if cmd.queue == 0 else self._io_queue(cmd.queue)
-        return q.execute(cmd)
+        generation = self._generation
+        try:
+            return self._queue_for(cmd.queue).execute(cmd)
+        except ConnectionLost:
+            if (cmd.sqe[0] == 0x7F or self._establisher == threading.get_ident()
+                    or not self._recover(generation)):
+                raise
+            return self._queue_for(cmd.queue).execute(cmd)  # requeued, as the kernel does
 
-    def _io_queue(self, qid: int) -> SyncQueue:
+    def _queue_for(self, qid: int) -> SyncQueue:
+        if qid == 0:
+            return self.admin
         if qid == -1:
             if not self.io:
                 raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
@@ -223,36 +237,83 @@ class Controller(ControllerApi):
     def _io(self, command, post):
         return post(self._execute(command))
 
-    # ---- bring-up ----
+    # ---- bring-up and recovery ----
     def connect(self) -> "Controller":
-        p = self.params
         try:
-            self.admin = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-                0, queue_size=32, hdgst=p.hdr_digest, ddgst=p.data_digest, hpda=p.hpda),
-                p.timeout, p.connect_timeout)
-            self.cntlid = self._run(P.connect_queue(p.identity, p.subnqn, 0, 32,
-                                                    int(p.kato * 1000)))
-            self.cap, self.vs = self._run(P.enable())
-            self.id = self.identify()
-            nr = self._run(P.set_queue_count(p.nr_io_queues)) if p.nr_io_queues else 0
-            icd = max(self.id.ioccsz * 16 - 64, 0)
-            qsize = min(p.queue_size, (self.cap & 0xFFFF) + 1)
-            for qid in range(1, nr + 1):
-                q = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-                    qid, queue_size=qsize, hdgst=p.hdr_digest, ddgst=p.data_digest,
-                    hpda=p.hpda, icd_size=icd), p.timeout, p.connect_timeout)
-                self.io.append(q)
-                self._run(P.connect_queue(p.identity, p.subnqn, qid, qsize, 0, self.cntlid))
+            self._establish()
         except BaseException:
             self.close(shutdown=False)
             raise
-        self.io_queue_ids = list(range(1, len(self.io) + 1))
         self._start_admin_thread()
         return self
 
+    def _establish(self) -> None:
+        """Admin queue, enable, identify, I/O queues: a whole new association.
+
+        A loss while establishing fails the attempt (no nested recovery)."""
+        self._establisher = threading.get_ident()
+        try:
+            self._establish_queues()
+        finally:
+            self._establisher = None
+        self._generation += 1
+        if self._aer_wanted:
+            self.arm_async_events(self._aer_wanted)
+
+    def _establish_queues(self) -> None:
+        p = self.params
+        self.admin = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
+            0, queue_size=32, hdgst=p.hdr_digest, ddgst=p.data_digest, hpda=p.hpda),
+            p.timeout, p.connect_timeout)
+        self.io = []
+        self.cntlid = self._run(P.connect_queue(p.identity, p.subnqn, 0, 32,
+                                                int(p.kato * 1000)))
+        self.cap, self.vs = self._run(P.enable())
+        self.id = self.identify()
+        nr = self._run(P.set_queue_count(p.nr_io_queues)) if p.nr_io_queues else 0
+        icd = max(self.id.ioccsz * 16 - 64, 0)
+        qsize = min(p.queue_size, (self.cap & 0xFFFF) + 1)
+        for qid in range(1, nr + 1):
+            q = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
+                qid, queue_size=qsize, hdgst=p.hdr_digest, ddgst=p.data_digest,
+                hpda=p.hpda, icd_size=icd), p.timeout, p.connect_timeout)
+            self.io.append(q)
+            self._run(P.connect_queue(p.identity, p.subnqn, qid, qsize, 0, self.cntlid))
+        self.io_queue_ids = list(range(1, len(self.io) + 1))
+
+    def _recover(self, generation: int) -> bool:
+        """Re-establish the association after a loss; True when commands may be retried."""
+        with self._recover_lock:
+            if self._generation != generation and self.admin and not self.admin.closed:
+                return True  # another thread already reconnected
+            if self._stop.is_set():
+                return False
+            self._policy.lost(time.monotonic())
+            for q in self.io + [self.admin]:
+                if q is not None:
+                    q.close()
+            while (wait := self._policy.next_attempt(time.monotonic())) is not None:
+                if self._stop.wait(wait):
+                    return False
+                try:
+                    self._establish()
+                except NvmeStatusError as exc:
+                    if exc.dnr:
+                        log.error("reconnect to %s refused: %s", self.params.subnqn, exc)
+                        return False
+                except (NvmeTcpError, OSError) as exc:
+                    log.info("reconnect to %s failed: %s", self.params.subnqn, exc)
+                else:
+                    log.info("reconnected to %s (cntlid %d)", self.params.subnqn, self.cntlid)
+                    self._policy.recovered()
+                    return True
+            return False
+
     # ---- async events and keep-alive ----
     def arm_async_events(self, count: int = 1) -> None:
-        """Keep ``count`` Asynchronous Event Requests outstanding (re-armed after each event)."""
+        """Keep ``count`` Asynchronous Event Requests outstanding (re-armed after each event,
+        and again after a reconnect)."""
+        self._aer_wanted = count
         for _ in range(count):
             self._arm_one()
 
@@ -260,10 +321,8 @@ class Controller(ControllerApi):
         cid = self.admin.submit(P.Command(C.async_event_request()))
         self.admin.unsolicited_cids.add(cid)
         self.admin.on_unsolicited = self._on_aer
-        self._aer_armed += 1
 
     def _on_aer(self, done: Completion) -> None:
-        self._aer_armed -= 1
         if done.status:
             log.warning("AER failed: %s", NvmeStatusError(done.status))
             return
@@ -283,21 +342,29 @@ class Controller(ControllerApi):
         self._thread.start()
 
     def _admin_loop(self) -> None:
-        while not self._stop.is_set() and self.admin and not self.admin.closed:
+        """Keep-alive at KATO/2 and prompt AEN delivery; a lost association is re-established
+        here too, so an idle controller recovers like the kernel's (not only on the next I/O)."""
+        while not self._stop.is_set():
+            admin, generation = self.admin, self._generation
             deadline = self._ka.next_deadline()
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             try:
-                readable, _, _ = select.select([self.admin.sock], [], [], wait)
+                readable, _, _ = select.select([admin.sock], [], [], wait)
                 if readable:
-                    self.admin.poll()
+                    admin.poll()
                 if self._ka.due(time.monotonic()):
                     self._ka.sent(time.monotonic())
-                    self.keep_alive()
+                    admin.execute(P.Command(C.keep_alive()))
                     self._ka.completed()
             except (NvmeTcpError, ValueError, OSError) as exc:
-                if not self._stop.is_set():
-                    log.warning("admin queue of %s failed: %s", self.params.subnqn, exc)
-                return
+                if self._stop.is_set():
+                    return
+                log.warning("admin queue of %s failed: %s", self.params.subnqn, exc)
+                self._ka.completed()
+                if not self._recover(generation):
+                    self.dead = exc
+                    return
+                self._ka.start(time.monotonic())
 
     # ---- teardown ----
     def close(self, shutdown: bool = True) -> None:
@@ -334,5 +401,6 @@ def discover(traddr: str, trsvcid: int = 8009, **kwargs):
 
     kwargs.setdefault("nr_io_queues", 0)
     kwargs.setdefault("kato", 0)
+    kwargs.setdefault("ctrl_loss_tmo", 0)
     with connect(traddr, trsvcid, DISCOVERY_NQN, **kwargs) as ctrl:
         return ctrl.discovery_log()
