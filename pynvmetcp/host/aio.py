@@ -12,15 +12,17 @@ import logging
 import socket
 from typing import Callable
 
-from ..errors import CommandTimeout, ConnectionLost, NvmeTcpError, TermReqReceived
+from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
+                      TermReqReceived)
 from ..protocol import Completion, HostQueue, PeerTerminated, ProtocolFailure
 from ..protocol.aer import AsyncEvent
+from ..protocol.reconnect import ReconnectPolicy
 from ..spec.opcodes import DISCOVERY_NQN
 from . import commands as C
 from . import procedures as P
 from .api import ControllerApi
 from .identity import ConnectParams
-from .sync import check
+from .sync import check, host_queue
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +144,41 @@ class AsyncController(ControllerApi):
         self.id = None
         self.event_handlers: list[Callable[[AsyncEvent], None]] = []
         self._tasks: list[asyncio.Task] = []
+        self._aer_wanted = 0
+        self._generation = 0
+        self._establishing = False
+        self._closing = False
+        self._recover_lock = asyncio.Lock()
+        self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
 
-    def _execute(self, cmd: P.Command):
-        if cmd.queue == 0:
-            return self.admin.execute(cmd)
-        if cmd.queue == -1:
+    def _queue_for(self, qid: int) -> AsyncQueue:
+        if qid == 0:
+            return self.admin
+        if qid == -1:
             if not self.io:
                 raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
-            return self.io[next(self._rr) % len(self.io)].execute(cmd)
-        return self.io[cmd.queue - 1].execute(cmd)
+            return self.io[next(self._rr) % len(self.io)]
+        return self.io[qid - 1]
+
+    async def _execute(self, cmd):
+        if isinstance(cmd, P.OpenQueue):
+            return await self._open_queue(cmd)
+        generation = self._generation
+        try:
+            return await self._queue_for(cmd.queue).execute(cmd)
+        except ConnectionLost:
+            if cmd.sqe[0] == 0x7F or self._establishing or not await self._recover(generation):
+                raise
+            return await self._queue_for(cmd.queue).execute(cmd)
+
+    async def _open_queue(self, req: P.OpenQueue) -> None:
+        p = self.params
+        q = await AsyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req), p.timeout,
+                                  p.connect_timeout)
+        if req.qid == 0:
+            self.admin = q
+        else:
+            self.io.append(q)
 
     async def _run(self, proc, post=None):
         value = await P.run_async(proc, self._execute, asyncio.sleep)
@@ -160,42 +188,70 @@ class AsyncController(ControllerApi):
         return post(await self._execute(command))
 
     async def connect(self) -> "AsyncController":
-        p = self.params
         try:
-            self.admin = await AsyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-                0, queue_size=32, hdgst=p.hdr_digest, ddgst=p.data_digest, hpda=p.hpda),
-                p.timeout, p.connect_timeout)
-            self.cntlid = await self._run(P.connect_queue(p.identity, p.subnqn, 0, 32,
-                                                          int(p.kato * 1000)))
-            self.cap, self.vs = await self._run(P.enable())
-            self.id = await self.identify()
-            nr = await self._run(P.set_queue_count(p.nr_io_queues)) if p.nr_io_queues else 0
-            icd = max(self.id.ioccsz * 16 - 64, 0)
-            qsize = min(p.queue_size, (self.cap & 0xFFFF) + 1)
-            for qid in range(1, nr + 1):
-                q = await AsyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-                    qid, queue_size=qsize, hdgst=p.hdr_digest, ddgst=p.data_digest,
-                    hpda=p.hpda, icd_size=icd), p.timeout, p.connect_timeout)
-                self.io.append(q)
-                await self._run(P.connect_queue(p.identity, p.subnqn, qid, qsize, 0,
-                                                self.cntlid))
+            await self._establish()
         except BaseException:
             await self.close(shutdown=False)
             raise
-        self.io_queue_ids = list(range(1, len(self.io) + 1))
-        if p.kato:
-            self._tasks.append(asyncio.create_task(self._keep_alive(p.kato / 2)))
+        if self.params.kato:
+            self._tasks.append(asyncio.create_task(self._keep_alive(self.params.kato / 2)))
         return self
 
-    async def _keep_alive(self, interval: float) -> None:
+    async def _establish(self) -> None:
+        p = self.params
+        self.io = []
+        self._establishing = True
         try:
-            while True:
-                await asyncio.sleep(interval)
-                await self.keep_alive()
-        except (NvmeTcpError, OSError) as exc:
-            log.warning("keep-alive to %s failed: %s", self.params.subnqn, exc)
+            assoc = await self._run(P.establish(
+                p.identity, p.subnqn, nr_io_queues=p.nr_io_queues, queue_size=p.queue_size,
+                kato_ms=int(p.kato * 1000), disable_sqflow=p.disable_sqflow))
+        finally:
+            self._establishing = False
+        self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
+        self.io_queue_ids = list(range(1, len(self.io) + 1))
+        self._generation += 1
+        if self._aer_wanted:
+            self.arm_async_events(self._aer_wanted)
+
+    async def _recover(self, generation: int) -> bool:
+        """Re-establish a lost association (ctrl_loss_tmo / reconnect_delay semantics)."""
+        async with self._recover_lock:
+            if self._generation != generation and self.admin and self.admin.error is None:
+                return True
+            if self._closing:
+                return False
+            loop = asyncio.get_running_loop()
+            self._policy.lost(loop.time())
+            for q in self.io + ([self.admin] if self.admin else []):
+                q.close()
+            while (wait := self._policy.next_attempt(loop.time())) is not None:
+                await asyncio.sleep(wait)
+                try:
+                    await self._establish()
+                except NvmeStatusError as exc:
+                    if exc.dnr:
+                        log.error("reconnect to %s refused: %s", self.params.subnqn, exc)
+                        return False
+                except (NvmeTcpError, OSError) as exc:
+                    log.info("reconnect to %s failed: %s", self.params.subnqn, exc)
+                else:
+                    self._policy.recovered()
+                    return True
+            return False
+
+    async def _keep_alive(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            generation = self._generation
+            try:
+                await self.admin.execute(P.Command(C.keep_alive()))
+            except (NvmeTcpError, OSError) as exc:
+                log.warning("keep-alive to %s failed: %s", self.params.subnqn, exc)
+                if not await self._recover(generation):
+                    return
 
     def arm_async_events(self, count: int = 1) -> None:
+        self._aer_wanted = count
         for _ in range(count):
             self._arm_one()
 
@@ -219,6 +275,7 @@ class AsyncController(ControllerApi):
             self._arm_one()
 
     async def close(self, shutdown: bool = True) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         if shutdown and self.admin and self.admin.error is None:
@@ -245,6 +302,7 @@ async def aconnect(traddr: str, trsvcid: int = 4420, subnqn: str = "",
 async def adiscover(traddr: str, trsvcid: int = 8009, **kwargs):
     kwargs.setdefault("nr_io_queues", 0)
     kwargs.setdefault("kato", 0)
+    kwargs.setdefault("ctrl_loss_tmo", 0)
     ctrl = await aconnect(traddr, trsvcid, DISCOVERY_NQN, **kwargs)
     async with ctrl:
         return await ctrl.discovery_log()

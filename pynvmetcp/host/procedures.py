@@ -1,7 +1,7 @@
 """Multi-step host procedures written once, as generators, for both the blocking and asyncio hosts.
 
-A procedure yields ``Command`` (execute on a queue, send back the Completion) or ``Sleep``
-requests and returns its result; ``run_sync`` and ``run_async`` drive it. Controller bring-up,
+A procedure yields ``Command`` (execute on a queue, send back the Completion), ``OpenQueue``
+(connect a queue's socket) or ``Sleep`` requests and returns its result; ``run_sync`` and ``run_async`` drive it. Controller bring-up,
 shutdown and the discovery log's genctr-checked paging live here so the two hosts cannot drift apart.
 A failed command is thrown into the procedure as NvmeStatusError, so a procedure may recover.
 """
@@ -32,6 +32,15 @@ class Command:
 @dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenQueue:
+    """Open the TCP connection of queue ``qid`` and exchange ICReq/ICResp (the driver's job)."""
+
+    qid: int
+    queue_size: int
+    icd_size: int
 
 
 Procedure = Generator["Command | Sleep", Any, Any]
@@ -200,3 +209,35 @@ def read_discovery_log(*, rae: bool = True, max_retries: int = 10, chunk: int = 
                        for i in range(0, len(body), DISC_ENTRY_LEN)]
             return DiscoveryLog(hdr.genctr, entries)
     raise NvmeTcpError(f"discovery log kept changing (GENCTR) over {max_retries} reads")
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """What bring-up learned: the controller ID, CAP, VS, Identify Controller, I/O queue count."""
+
+    cntlid: int
+    cap: int
+    vs: int
+    id: Any
+    io_queues: int
+
+
+ADMIN_QUEUE_SIZE = 32
+ADMIN_ICD_SIZE = 8192
+
+
+def establish(identity: Identity, subnqn: str, *, nr_io_queues: int, queue_size: int,
+              kato_ms: int, disable_sqflow: bool = False) -> Procedure:
+    """A whole association as the kernel builds it: admin queue Connect (dynamic controller),
+    enable, Identify, Number of Queues, then one Connect per I/O queue with the allocated CNTLID."""
+    yield OpenQueue(0, ADMIN_QUEUE_SIZE, ADMIN_ICD_SIZE)
+    cntlid = yield from connect_queue(identity, subnqn, 0, ADMIN_QUEUE_SIZE, kato_ms)
+    cap, vs = yield from enable()
+    idc = yield from identify_controller()
+    nr = (yield from set_queue_count(nr_io_queues)) if nr_io_queues else 0
+    icd = max(idc.ioccsz * 16 - 64, 0)  # IOCCSZ counts the 64-byte SQE
+    qsize = min(queue_size, (cap & 0xFFFF) + 1)  # CAP.MQES is 0's based
+    for qid in range(1, nr + 1):
+        yield OpenQueue(qid, qsize, icd)
+        yield from connect_queue(identity, subnqn, qid, qsize, 0, cntlid, disable_sqflow)
+    return Association(cntlid, cap, vs, idc, nr)

@@ -177,6 +177,13 @@ def _advance(bufs: list, sent: int) -> list:
     return rest
 
 
+def host_queue(p: ConnectParams, req: P.OpenQueue) -> HostQueue:
+    """The engine for a queue that ``establish`` asks to open."""
+    return HostQueue(req.qid, queue_size=req.queue_size, hdgst=p.hdr_digest,
+                     ddgst=p.data_digest, hpda=p.hpda, icd_size=req.icd_size,
+                     sqflow_disabled=p.disable_sqflow and req.qid > 0)
+
+
 def check(done: Completion) -> Completion:
     """Raise NvmeStatusError for a failed completion."""
     if done.status:
@@ -211,7 +218,9 @@ class Controller(ControllerApi):
         self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
 
     # ---- drivers for ControllerApi ----
-    def _execute(self, cmd: P.Command) -> Completion:
+    def _execute(self, cmd: P.Command | P.OpenQueue) -> Completion | None:
+        if isinstance(cmd, P.OpenQueue):
+            return self._open_queue(cmd)
         generation = self._generation
         try:
             return self._queue_for(cmd.queue).execute(cmd)
@@ -262,24 +271,21 @@ class Controller(ControllerApi):
 
     def _establish_queues(self) -> None:
         p = self.params
-        self.admin = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-            0, queue_size=32, hdgst=p.hdr_digest, ddgst=p.data_digest, hpda=p.hpda),
-            p.timeout, p.connect_timeout)
         self.io = []
-        self.cntlid = self._run(P.connect_queue(p.identity, p.subnqn, 0, 32,
-                                                int(p.kato * 1000)))
-        self.cap, self.vs = self._run(P.enable())
-        self.id = self.identify()
-        nr = self._run(P.set_queue_count(p.nr_io_queues)) if p.nr_io_queues else 0
-        icd = max(self.id.ioccsz * 16 - 64, 0)
-        qsize = min(p.queue_size, (self.cap & 0xFFFF) + 1)
-        for qid in range(1, nr + 1):
-            q = SyncQueue.open(p.traddr, p.trsvcid, HostQueue(
-                qid, queue_size=qsize, hdgst=p.hdr_digest, ddgst=p.data_digest,
-                hpda=p.hpda, icd_size=icd), p.timeout, p.connect_timeout)
-            self.io.append(q)
-            self._run(P.connect_queue(p.identity, p.subnqn, qid, qsize, 0, self.cntlid))
+        assoc = self._run(P.establish(p.identity, p.subnqn, nr_io_queues=p.nr_io_queues,
+                                      queue_size=p.queue_size, kato_ms=int(p.kato * 1000),
+                                      disable_sqflow=p.disable_sqflow))
+        self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
         self.io_queue_ids = list(range(1, len(self.io) + 1))
+
+    def _open_queue(self, req: P.OpenQueue) -> None:
+        p = self.params
+        q = SyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req), p.timeout,
+                           p.connect_timeout)
+        if req.qid == 0:
+            self.admin = q
+        else:
+            self.io.append(q)
 
     def _recover(self, generation: int) -> bool:
         """Re-establish the association after a loss; True when commands may be retried."""
