@@ -14,6 +14,15 @@ bench:
 	@EXTRAS=test,bench scripts/bootstrap.sh
 	@$(PY) -m benchmarks
 
+FUZZ_SECONDS ?= 120
+fuzz:
+	@EXTRAS=test scripts/bootstrap.sh
+	@for t in framer decoders engines; do \
+		echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		PYTHONPATH=. $(PY) tests/fuzz/run_atheris.py $$t -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=4096 tests/fuzz/corpus/$$t || exit 1; \
+	done
+
 captures:
 	@EXTRAS=test scripts/bootstrap.sh
 	@$(PY) scripts/make_captures.py

@@ -204,9 +204,11 @@ def parse_ns_descriptors(page: bytes) -> dict[int, bytes]:
     found: dict[int, bytes] = {}
     off = 0
     while off + 4 <= len(page) and page[off] != 0:
-        desc = NsIdDescriptor.parse(page[off:])
-        found[desc.nidt] = bytes(desc.nid)
-        off += 4 + desc.nidl
+        nidl = page[off + 1]
+        if off + 4 + nidl > len(page):
+            raise ValueError(f"namespace identification descriptor at {off} overruns the page")
+        found[page[off]] = bytes(page[off + 4:off + 4 + nidl])
+        off += 4 + nidl
     return found
 
 
