@@ -32,15 +32,26 @@ class PduType(enum.IntEnum):
     R2T = 0x09
 
 
-class PduFlags(enum.IntFlag):
+class PduFlags:
+    """FLAGS bits of the common header. Plain ints, not an IntFlag: enum arithmetic costs
+    microseconds per operation, and the framer tests these bits several times per PDU."""
+
     HDGSTF = 0x01
     DDGSTF = 0x02
     LAST_PDU = 0x04
     SUCCESS = 0x08
 
+    @classmethod
+    def names(cls, flags: int) -> list[str]:
+        """The names of the bits set in ``flags`` (unknown bits as hex)."""
+        known = [(v, k) for k, v in vars(cls).items() if k.isupper()]
+        out = [name for bit, name in known if flags & bit]
+        rest = flags & ~sum(bit for bit, _ in known)
+        return out + ([hex(rest)] if rest else [])
 
-class DigestFlags(enum.IntFlag):
-    """The DGST byte of ICReq/ICResp."""
+
+class DigestFlags:
+    """The DGST byte of ICReq/ICResp (plain ints, as PduFlags)."""
 
     HDGST_ENABLE = 0x01
     DDGST_ENABLE = 0x02

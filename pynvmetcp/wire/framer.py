@@ -27,6 +27,15 @@ _HEADER, _DATA, _DDGST = range(3)
 _DIRECT_MIN = 8192  # payload remainders at least this big are received in place
 _FEI_TYPE, _FEI_FLAGS, _FEI_HLEN, _FEI_PDO, _FEI_PLEN, _FEI_DATAL = 0, 1, 2, 3, 4, 16
 _VALID_TYPES = frozenset(int(t) for t in PduType)
+# Per-type facts as tuples indexed by the type byte: the per-PDU path avoids enum and dict work.
+_HLEN = tuple(HLEN.get(t, 0) for t in range(10))
+_VALID = tuple(VALID_FLAGS.get(t, 0) for t in range(10))
+_DIGESTIBLE = tuple(t in DIGESTIBLE for t in range(10))
+_CARRIES = tuple(t in CARRIES_DATA for t in range(10))
+_TERM = tuple(t in TERMREQ_TYPES for t in range(10))
+_XFER = (PduType.H2CData, PduType.C2HData)
+_HDGSTF, _DDGSTF, _LAST, _SUCCESS = (PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.LAST_PDU,
+                                     PduFlags.SUCCESS)
 
 DataSink = Callable[[PduBase], "memoryview | None"]
 
@@ -140,7 +149,10 @@ class Framer:
             self._failed = exc
             raise
 
-    def _fail(self, msg: str, fes: int, fei: int, header) -> None:
+    def _fail(self, msg: str, fes: int, fei: int, header=None) -> None:
+        """Raise for the PDU at the read position; the TermReq copies its common header."""
+        if header is None:
+            header = self._buf[self._rd:self._rd + 8]
         raise ProtocolError(msg, fes, fei, bytes(header))
 
     def _header(self, out: list[PduBase], avail: int) -> bool:
@@ -148,59 +160,57 @@ class Framer:
         rd = self._rd
         buf = self._buf
         t, flags, hlen, pdo, plen = codec.CH.unpack_from(buf, rd)
-        ch = self._view[rd:rd + 8]
         if t not in _VALID_TYPES or (t & 1) != self._direction:
             self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
-                       Fes.INVALID_HEADER_FIELD, _FEI_TYPE, ch)
-        if flags & ~VALID_FLAGS[t] or (flags & PduFlags.SUCCESS and not flags & PduFlags.LAST_PDU):
+                       Fes.INVALID_HEADER_FIELD, _FEI_TYPE)
+        if flags & ~_VALID[t] or (flags & _SUCCESS and not flags & _LAST):
             self._fail(f"invalid flags {flags:#x} for {PduType(t).name}",
-                       Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+                       Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
         hd = 0
-        if t in DIGESTIBLE:
-            if bool(flags & PduFlags.HDGSTF) != self.hdgst or (flags & PduFlags.DDGSTF and not self.ddgst):
+        if _DIGESTIBLE[t]:
+            if bool(flags & _HDGSTF) != self.hdgst or (flags & _DDGSTF and not self.ddgst):
                 self._fail(f"digest flags {flags:#x} do not match the negotiated digests",
-                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
             hd = DIGEST_LEN if self.hdgst else 0
-        if hlen != HLEN[t]:
-            self._fail(f"hlen {hlen} is not {HLEN[t]} for {PduType(t).name}",
-                       Fes.INVALID_HEADER_FIELD, _FEI_HLEN, ch)
+        if hlen != _HLEN[t]:
+            self._fail(f"hlen {hlen} is not {_HLEN[t]} for {PduType(t).name}",
+                       Fes.INVALID_HEADER_FIELD, _FEI_HLEN)
         data_len = 0
-        dd = 0
-        if t in TERMREQ_TYPES:  # PDO reserved; data (the offending header) follows the header
+        if _TERM[t]:  # PDO reserved; data (the offending header) follows the header
             if not hlen <= plen <= hlen + MAX_TERMREQ_DATA:
                 self._fail(f"TermReq plen {plen} out of range", Fes.INVALID_HEADER_FIELD,
-                           _FEI_PLEN, ch)
+                           _FEI_PLEN)
             prefix = plen
-        elif t in CARRIES_DATA and pdo:
+        elif pdo and _CARRIES[t]:
             align = (self.pda + 1) * 4
             if pdo < hlen + hd or pdo % align:
                 self._fail(f"pdo {pdo} invalid (hlen {hlen}, digest {hd}, alignment {align})",
-                           Fes.INVALID_HEADER_FIELD, _FEI_PDO, ch)
-            dd = DIGEST_LEN if flags & PduFlags.DDGSTF else 0
+                           Fes.INVALID_HEADER_FIELD, _FEI_PDO)
+            dd = DIGEST_LEN if flags & _DDGSTF else 0
             data_len = plen - pdo - dd
             if data_len <= 0:
                 self._fail(f"plen {plen} leaves no data after pdo {pdo}",
-                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN, ch)
+                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN)
             if self.ddgst and not dd:
                 self._fail("data digest negotiated but DDGSTF not set",
-                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS, ch)
+                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
             if data_len > self.max_data:
                 self._fail(f"{PduType(t).name} carries {data_len} bytes, limit {self.max_data}",
-                           Fes.DATA_TRANSFER_LIMIT_EXCEEDED, _FEI_PLEN, ch)
+                           Fes.DATA_TRANSFER_LIMIT_EXCEEDED, _FEI_PLEN)
             prefix = pdo
         else:
             if pdo:
                 self._fail(f"pdo {pdo} set on {PduType(t).name} without data",
-                           Fes.INVALID_HEADER_FIELD, _FEI_PDO, ch)
-            if t in (PduType.H2CData, PduType.C2HData):
+                           Fes.INVALID_HEADER_FIELD, _FEI_PDO)
+            if t in _XFER:
                 self._fail(f"{PduType(t).name} without data", Fes.INVALID_HEADER_FIELD,
-                           _FEI_PDO, ch)
-            if flags & PduFlags.DDGSTF:
+                           _FEI_PDO)
+            if flags & _DDGSTF:
                 self._fail("DDGSTF set on a PDU without data", Fes.INVALID_HEADER_FIELD,
-                           _FEI_FLAGS, ch)
+                           _FEI_FLAGS)
             if plen != hlen + hd:
                 self._fail(f"plen {plen} is not {hlen + hd} for {PduType(t).name}",
-                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN, ch)
+                           Fes.INVALID_HEADER_FIELD, _FEI_PLEN)
             prefix = plen
         if avail < prefix:
             return False
@@ -211,9 +221,9 @@ class Framer:
             if crc32c(header) != pdu.hdgst:
                 self._fail("header digest error", Fes.HEADER_DIGEST_ERROR, pdu.hdgst, header)
         _decode_psh(pdu, t, buf, rd)
-        if t in TERMREQ_TYPES:
+        if _TERM[t]:
             pdu.data = bytes(buf[rd + hlen:rd + plen])
-        elif t in (PduType.H2CData, PduType.C2HData) and pdu.datal != data_len:
+        elif t in _XFER and pdu.datal != data_len:
             self._fail(f"datal {pdu.datal} does not match the {data_len} data bytes",
                        Fes.INVALID_HEADER_FIELD, _FEI_DATAL, header)
         self._rd = rd + prefix
@@ -231,7 +241,7 @@ class Framer:
         return True
 
     def _data_complete(self, out: list[PduBase]) -> None:
-        if self._pdu.flags & PduFlags.DDGSTF:
+        if self._pdu.flags & _DDGSTF:
             self._state = _DDGST
         else:
             self._emit(out)
