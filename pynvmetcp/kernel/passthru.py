@@ -44,20 +44,22 @@ def native():
             from . import _nvme  # type: ignore[attr-defined]
         except ImportError as exc:
             raise KernelUnavailable(f"{NOT_BUILT} ({exc})") from None
+        ffi = _nvme.ffi
+        layout = (ffi.sizeof("struct nvme_passthru_cmd64"), ffi.sizeof("struct nvme_passthru_cmd"),
+                  ffi.offsetof("struct nvme_passthru_cmd64", "addr"),
+                  ffi.offsetof("struct nvme_passthru_cmd64", "result"),
+                  ffi.offsetof("struct nvme_passthru_cmd", "result"))
+        if layout != (_CMD64.size, _CMD32.size, 24, 72, 68):
+            raise KernelUnavailable(f"pynvmetcp.kernel._nvme: unexpected passthrough struct "
+                                    f"layout {layout} (the packing here assumes 80/72 bytes)")
         _native = _nvme
     return _native
 
 
-def _fill(ffi, cmd, sqe: bytes) -> tuple[int, int]:
-    opcode, flags, _cid, nsid, cdw2, cdw3 = _HEAD.unpack_from(sqe, 0)
-    cmd.opcode = opcode
-    cmd.flags = 0  # PSDT/fuse belong to the kernel (it rejects non-zero flags)
-    cmd.nsid = nsid
-    cmd.cdw2 = cdw2
-    cmd.cdw3 = cdw3
-    (cmd.cdw10, cmd.cdw11, cmd.cdw12, cmd.cdw13, cmd.cdw14,
-     cmd.cdw15) = _CDW10_15.unpack_from(sqe, 40)
-    return opcode, nsid
+# struct nvme_passthru_cmd64 / nvme_passthru_cmd, packed in one call (cheaper than setting the
+# cdata fields one by one); native() checks these sizes against the compiler's.
+_CMD64 = struct.Struct("<BBHIIIQQII6IIIQ")
+_CMD32 = struct.Struct("<BBHIIIQQII6III")
 
 
 def passthru(fd: int, sqe: bytes, *, admin: bool, write: Any = None, read_len: int = 0,
@@ -66,12 +68,12 @@ def passthru(fd: int, sqe: bytes, *, admin: bool, write: Any = None, read_len: i
     """Execute one 64-byte SQE on ``fd``; returns a Completion like the userspace queues do.
 
     Data: ``write`` (a buffer sent to the controller), or ``read_into`` / ``read_len`` (received).
-    The SQE's CID, PSDT and data pointer are ignored: the kernel owns them.
+    The SQE's CID, PSDT/fuse flags and data pointer are ignored: the kernel owns them (and
+    rejects non-zero flags).
     """
-    mod = native()
+    mod = _native or native()
     ffi, lib = mod.ffi, mod.lib
-    cmd = ffi.new("struct nvme_passthru_cmd64 *" if wide else "struct nvme_passthru_cmd *")
-    opcode, _ = _fill(ffi, cmd, sqe)
+    opcode, _flags, _cid, nsid, cdw2, cdw3 = _HEAD.unpack_from(sqe, 0)
     buf: Any = None
     reading = False
     if write is not None:
@@ -80,19 +82,25 @@ def passthru(fd: int, sqe: bytes, *, admin: bool, write: Any = None, read_len: i
         buf, reading = read_into, True
     elif read_len:
         buf, reading = bytearray(read_len), True
+    addr = length = 0
     keep = None
     if buf is not None:
         keep = ffi.from_buffer(buf, require_writable=reading)
-        cmd.addr = int(ffi.cast("uintptr_t", keep))
-        cmd.data_len = len(keep)
-    if timeout:
-        cmd.timeout_ms = int(timeout * 1000)
+        addr, length = int(ffi.cast("uintptr_t", keep)), len(keep)
+    timeout_ms = int(timeout * 1000) if timeout else 0
+    layout = _CMD64 if wide else _CMD32
+    raw = bytearray(layout.size)
+    tail = (timeout_ms, 0, 0) if wide else (timeout_ms, 0)
+    layout.pack_into(raw, 0, opcode, 0, 0, nsid, cdw2, cdw3, 0, addr, 0, length,
+                     *_CDW10_15.unpack_from(sqe, 40), *tail)
     if wide:
+        cmd = ffi.from_buffer("struct nvme_passthru_cmd64 *", raw, require_writable=True)
         rc = lib.pynvme_admin64(fd, cmd) if admin else lib.pynvme_io64(fd, cmd)
     else:
+        cmd = ffi.from_buffer("struct nvme_passthru_cmd *", raw, require_writable=True)
         rc = lib.pynvme_admin(fd, cmd) if admin else lib.pynvme_io(fd, cmd)
-    del keep
-    result = cmd.result
+    del keep, cmd
+    result = layout.unpack_from(raw)[-1]
     dw0, dw1 = result & 0xFFFFFFFF, result >> 32
     if rc < 0:
         raise PassthruError(-rc, f"{'admin' if admin else 'I/O'} passthrough of opcode "
