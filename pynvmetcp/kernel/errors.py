@@ -35,13 +35,19 @@ class ConnectError(KernelError):
         name = _errno.errorcode.get(err, str(err))
         msg = f"kernel connect{' to ' + target if target else ''} failed: {self.meaning} ({name})"
         if self.kernel_log:
-            msg += ": " + self.kernel_log[-1]
+            msg += ": " + "; ".join(_host_lines(self.kernel_log)[-3:])
         super().__init__(msg)
 
 
+def _host_lines(lines: list[str]) -> list[str]:
+    """The kernel host's own lines ("nvme nvme3: …") say what failed; the rest is context."""
+    host = [line for line in lines if line.startswith(("nvme ", "nvme_fabrics", "nvme_tcp"))]
+    return host or lines
+
+
 class InvalidOptions(ConnectError):
-    meaning = ("invalid options (unknown option, bad value, or a host NQN already paired with "
-               "another host ID in this kernel)")
+    meaning = ("invalid options (unknown option, bad value, or — on kernels that enforce the "
+               "pairing — a host NQN already paired with another host ID)")
 
 
 class ConnectionRefused(ConnectError):
