@@ -7,20 +7,16 @@ most queue_size - 1 commands outstanding. Keep-alive and AER re-arming are tasks
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 from typing import Callable
 
-from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
-                      TermReqReceived)
+from ..errors import CommandTimeout, ConnectionLost, NvmeTcpError, TermReqReceived
 from ..protocol import Completion, HostQueue, PeerTerminated, ProtocolFailure
-from ..protocol.aer import AsyncEvent
-from ..protocol.reconnect import ReconnectPolicy
 from ..spec.opcodes import DISCOVERY_NQN
 from . import commands as C
 from . import procedures as P
-from .api import ControllerApi
+from .association import Association
 from .identity import ConnectParams
 from .sync import check, host_queue
 
@@ -130,35 +126,15 @@ class AsyncQueue(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-class AsyncController(ControllerApi):
+class AsyncController(Association):
     """A connected NVMe/TCP controller, asyncio API (every method returns an awaitable)."""
 
     def __init__(self, params: ConnectParams) -> None:
-        self.params = params
-        self.admin: AsyncQueue | None = None
-        self.io: list[AsyncQueue] = []
-        self._rr = itertools.count()
-        self.cntlid = 0
-        self.cap = 0
-        self.vs = 0
-        self.id = None
-        self.event_handlers: list[Callable[[AsyncEvent], None]] = []
+        super().__init__(params)
         self._tasks: list[asyncio.Task] = []
-        self._aer_wanted = 0
-        self._generation = 0
         self._establishing = False
         self._closing = False
         self._recover_lock = asyncio.Lock()
-        self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
-
-    def _queue_for(self, qid: int) -> AsyncQueue:
-        if qid == 0:
-            return self.admin
-        if qid == -1:
-            if not self.io:
-                raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
-            return self.io[next(self._rr) % len(self.io)]
-        return self.io[qid - 1]
 
     async def _execute(self, cmd):
         if isinstance(cmd, P.OpenQueue):
@@ -173,12 +149,8 @@ class AsyncController(ControllerApi):
 
     async def _open_queue(self, req: P.OpenQueue) -> None:
         p = self.params
-        q = await AsyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req), p.timeout,
-                                  p.connect_timeout)
-        if req.qid == 0:
-            self.admin = q
-        else:
-            self.io.append(q)
+        self._add_queue(req, await AsyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req),
+                                                   p.timeout, p.connect_timeout))
 
     async def _run(self, proc, post=None):
         value = await P.run_async(proc, self._execute, asyncio.sleep)
@@ -198,18 +170,11 @@ class AsyncController(ControllerApi):
         return self
 
     async def _establish(self) -> None:
-        p = self.params
-        self.io = []
         self._establishing = True
         try:
-            assoc = await self._run(P.establish(
-                p.identity, p.subnqn, nr_io_queues=p.nr_io_queues, queue_size=p.queue_size,
-                kato_ms=int(p.kato * 1000), disable_sqflow=p.disable_sqflow))
+            self._adopt(await self._run(self._establish_procedure()))
         finally:
             self._establishing = False
-        self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
-        self.io_queue_ids = list(range(1, len(self.io) + 1))
-        self._generation += 1
         if self._aer_wanted:
             self.arm_async_events(self._aer_wanted)
 
@@ -228,12 +193,9 @@ class AsyncController(ControllerApi):
                 await asyncio.sleep(wait)
                 try:
                     await self._establish()
-                except NvmeStatusError as exc:
-                    if exc.dnr:
-                        log.error("reconnect to %s refused: %s", self.params.subnqn, exc)
-                        return False
                 except (NvmeTcpError, OSError) as exc:
-                    log.info("reconnect to %s failed: %s", self.params.subnqn, exc)
+                    if self._give_up(exc):
+                        return False
                 else:
                     self._policy.recovered()
                     return True
@@ -262,16 +224,7 @@ class AsyncController(ControllerApi):
         self.admin.on_unsolicited = self._on_aer
 
     def _on_aer(self, done: Completion) -> None:
-        if done.status:
-            log.warning("AER failed with status %#x", done.status)
-            return
-        event = AsyncEvent.from_dw0(done.dw0)
-        for handler in list(self.event_handlers):
-            try:
-                handler(event)
-            except Exception:
-                log.exception("async event handler failed")
-        if self.admin.error is None:
+        if self._deliver_event(done) and self.admin.error is None:
             self._arm_one()
 
     async def close(self, shutdown: bool = True) -> None:

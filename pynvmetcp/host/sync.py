@@ -7,7 +7,6 @@ as they arrive, which persistent discovery connections depend on.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import select
 import socket
@@ -18,12 +17,10 @@ from typing import Callable
 from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
                       TermReqReceived)
 from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
-from ..protocol.aer import AsyncEvent
 from ..protocol.keepalive import HostKeepAlive
-from ..protocol.reconnect import ReconnectPolicy
 from . import commands as C
 from . import procedures as P
-from .api import ControllerApi
+from .association import Association
 from .identity import ConnectParams
 
 log = logging.getLogger(__name__)
@@ -194,28 +191,17 @@ def check(done: Completion) -> Completion:
     return done
 
 
-class Controller(ControllerApi):
+class Controller(Association):
     """A connected NVMe/TCP controller (admin queue + I/O queues), blocking API."""
 
     def __init__(self, params: ConnectParams) -> None:
-        self.params = params
-        self.admin: SyncQueue | None = None
-        self.io: list[SyncQueue] = []
-        self._rr = itertools.count()
-        self.cntlid = 0
-        self.cap = 0
-        self.vs = 0
-        self.id = None
-        self.event_handlers: list[Callable[[AsyncEvent], None]] = []
+        super().__init__(params)
         self.dead: Exception | None = None
         self._ka = HostKeepAlive(int(params.kato * 1000))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._aer_wanted = 0
-        self._generation = 0
         self._establisher: int | None = None
         self._recover_lock = threading.Lock()
-        self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
 
     # ---- drivers for ControllerApi ----
     def _execute(self, cmd: P.Command | P.OpenQueue) -> Completion | None:
@@ -229,15 +215,6 @@ class Controller(ControllerApi):
                     or not self._recover(generation)):
                 raise
             return self._queue_for(cmd.queue).execute(cmd)  # requeued, as the kernel does
-
-    def _queue_for(self, qid: int) -> SyncQueue:
-        if qid == 0:
-            return self.admin
-        if qid == -1:
-            if not self.io:
-                raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
-            return self.io[next(self._rr) % len(self.io)]
-        return self.io[qid - 1]
 
     def _run(self, proc, post=None):
         value = P.run_sync(proc, self._execute, time.sleep)
@@ -262,30 +239,16 @@ class Controller(ControllerApi):
         A loss while establishing fails the attempt (no nested recovery)."""
         self._establisher = threading.get_ident()
         try:
-            self._establish_queues()
+            self._adopt(self._run(self._establish_procedure()))
         finally:
             self._establisher = None
-        self._generation += 1
         if self._aer_wanted:
             self.arm_async_events(self._aer_wanted)
 
-    def _establish_queues(self) -> None:
-        p = self.params
-        self.io = []
-        assoc = self._run(P.establish(p.identity, p.subnqn, nr_io_queues=p.nr_io_queues,
-                                      queue_size=p.queue_size, kato_ms=int(p.kato * 1000),
-                                      disable_sqflow=p.disable_sqflow))
-        self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
-        self.io_queue_ids = list(range(1, len(self.io) + 1))
-
     def _open_queue(self, req: P.OpenQueue) -> None:
         p = self.params
-        q = SyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req), p.timeout,
-                           p.connect_timeout)
-        if req.qid == 0:
-            self.admin = q
-        else:
-            self.io.append(q)
+        self._add_queue(req, SyncQueue.open(p.traddr, p.trsvcid, host_queue(p, req),
+                                            p.timeout, p.connect_timeout))
 
     def _recover(self, generation: int) -> bool:
         """Re-establish the association after a loss; True when commands may be retried."""
@@ -303,12 +266,9 @@ class Controller(ControllerApi):
                     return False
                 try:
                     self._establish()
-                except NvmeStatusError as exc:
-                    if exc.dnr:
-                        log.error("reconnect to %s refused: %s", self.params.subnqn, exc)
-                        return False
                 except (NvmeTcpError, OSError) as exc:
-                    log.info("reconnect to %s failed: %s", self.params.subnqn, exc)
+                    if self._give_up(exc):
+                        return False
                 else:
                     log.info("reconnected to %s (cntlid %d)", self.params.subnqn, self.cntlid)
                     self._policy.recovered()
@@ -329,16 +289,7 @@ class Controller(ControllerApi):
         self.admin.on_unsolicited = self._on_aer
 
     def _on_aer(self, done: Completion) -> None:
-        if done.status:
-            log.warning("AER failed: %s", NvmeStatusError(done.status))
-            return
-        event = AsyncEvent.from_dw0(done.dw0)
-        for handler in list(self.event_handlers):
-            try:
-                handler(event)
-            except Exception:  # a handler's bug must not stop event delivery
-                log.exception("async event handler failed")
-        if not self.admin.closed:
+        if self._deliver_event(done) and not self.admin.closed:
             self._arm_one()
 
     def _start_admin_thread(self) -> None:

@@ -1,0 +1,88 @@
+"""State and bookkeeping of one association that the blocking and asyncio controllers share.
+
+An association is an admin queue plus I/O queues under one controller ID. Both controllers build
+it with the same ``establish`` procedure and differ only in how they wait; what they keep, how
+they pick a queue and how they hand asynchronous events to the caller is here, once.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Callable
+
+from ..errors import NvmeStatusError, NvmeTcpError
+from ..protocol import Completion
+from ..protocol.aer import AsyncEvent
+from ..protocol.reconnect import ReconnectPolicy
+from . import procedures as P
+from .api import ControllerApi
+from .identity import ConnectParams
+
+log = logging.getLogger(__name__)
+
+
+class Association(ControllerApi):
+    def __init__(self, params: ConnectParams) -> None:
+        self.params = params
+        self.admin = None
+        self.io: list = []
+        self.io_queue_ids: list[int] = []
+        self._rr = itertools.count()
+        self.cntlid = 0
+        self.cap = 0
+        self.vs = 0
+        self.id = None
+        self.event_handlers: list[Callable[[AsyncEvent], None]] = []
+        self._aer_wanted = 0
+        self._generation = 0
+        self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
+
+    def _queue_for(self, qid: int):
+        """0 = admin, -1 = the next I/O queue round-robin, else that I/O queue."""
+        if qid == 0:
+            return self.admin
+        if qid == -1:
+            if not self.io:
+                raise NvmeTcpError("no I/O queues (connect with nr_io_queues ≥ 1)")
+            return self.io[next(self._rr) % len(self.io)]
+        return self.io[qid - 1]
+
+    def _establish_procedure(self) -> P.Procedure:
+        p = self.params
+        self.io = []
+        return P.establish(p.identity, p.subnqn, nr_io_queues=p.nr_io_queues,
+                           queue_size=p.queue_size, kato_ms=int(p.kato * 1000),
+                           disable_sqflow=p.disable_sqflow)
+
+    def _adopt(self, assoc: P.Association) -> None:
+        """Bring-up finished: remember what it learned; one more generation of queues."""
+        self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
+        self.io_queue_ids = list(range(1, len(self.io) + 1))
+        self._generation += 1
+
+    def _add_queue(self, req: P.OpenQueue, queue) -> None:
+        if req.qid == 0:
+            self.admin = queue
+        else:
+            self.io.append(queue)
+
+    def _deliver_event(self, done: Completion) -> bool:
+        """Hand a completed AER to the handlers; False when the AER itself failed."""
+        if done.status:
+            log.warning("AER failed: %s", NvmeStatusError(done.status))
+            return False
+        event = AsyncEvent.from_dw0(done.dw0)
+        for handler in list(self.event_handlers):
+            try:
+                handler(event)
+            except Exception:  # a handler's bug must not stop event delivery
+                log.exception("async event handler failed")
+        return True
+
+    def _give_up(self, exc: Exception) -> bool:
+        """Classify a failed reconnect attempt: True = stop trying (the target said DNR)."""
+        if isinstance(exc, NvmeStatusError) and exc.dnr:
+            log.error("reconnect to %s refused: %s", self.params.subnqn, exc)
+            return True
+        log.info("reconnect to %s failed: %s", self.params.subnqn, exc)
+        return False
