@@ -7,7 +7,7 @@ demo:
 	@$(PY) -m pynvmetcp.demo
 
 test:
-	@EXTRAS=test scripts/bootstrap.sh
+	@EXTRAS=test,driver scripts/bootstrap.sh
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench:

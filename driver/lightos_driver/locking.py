@@ -1,0 +1,43 @@
+"""One volume operation at a time on this host, across threads and processes.
+
+os-brick serializes LightOS connect/disconnect/extend with a process-wide lock; here the startup
+reconnect (its own process) touches the same entry files as nova-compute, so the lock is also a
+flock(2) on a file in the state dir.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+_thread_locks: dict[str, threading.RLock] = {}
+_guard = threading.Lock()
+
+
+@contextmanager
+def volume_lock(lock_file: Path) -> Iterator[None]:
+    key = str(lock_file)
+    with _guard:
+        tlock = _thread_locks.setdefault(key, threading.RLock())
+    with tlock:
+        fd = None
+        try:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("no inter-process lock at %s (%s); thread lock only", lock_file, exc)
+            if fd is not None:
+                os.close(fd)
+                fd = None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
