@@ -147,6 +147,8 @@ class KernelController(ControllerApi):
 
     # ---- drivers for ControllerApi ----
     def _execute(self, cmd: P.Command) -> Completion:
+        if _native is None:
+            native()  # say the module is missing before any device is opened
         if cmd.queue == 0:
             fd, admin = self.fileno(), True
         else:
