@@ -34,6 +34,7 @@ NOT_BUILT = ("pynvmetcp.kernel._nvme not built: install with a C compiler and li
              "(gcc, linux-libc-dev), e.g. `pip install -e .` again")
 
 _native: Any = None
+_types: tuple = ()  # (ffi, struct cmd64 *, struct cmd *, uintptr_t, submit functions), see native()
 
 
 def native():
@@ -52,6 +53,13 @@ def native():
         if layout != (_CMD64.size, _CMD32.size, 24, 72, 68):
             raise KernelUnavailable(f"pynvmetcp.kernel._nvme: unexpected passthrough struct "
                                     f"layout {layout} (the packing here assumes 80/72 bytes)")
+        lib = _nvme.lib
+        global _types
+        _types = (ffi, ffi.typeof("struct nvme_passthru_cmd64 *"),
+                  ffi.typeof("struct nvme_passthru_cmd *"), ffi.typeof("uintptr_t"),
+                  # indexed by (wide, admin)
+                  {(True, True): lib.pynvme_admin64, (True, False): lib.pynvme_io64,
+                   (False, True): lib.pynvme_admin, (False, False): lib.pynvme_io})
         _native = _nvme
     return _native
 
@@ -71,8 +79,10 @@ def passthru(fd: int, sqe: bytes, *, admin: bool, write: Any = None, read_len: i
     The SQE's CID, PSDT/fuse flags and data pointer are ignored: the kernel owns them (and
     rejects non-zero flags).
     """
-    mod = _native or native()
-    ffi, lib = mod.ffi, mod.lib
+    if _native is None:
+        native()
+    # The cffi types are looked up once (a cdecl string costs a parse-cache lookup per call).
+    ffi, t64, t32, uintptr, submit = _types
     opcode, _flags, _cid, nsid, cdw2, cdw3 = _HEAD.unpack_from(sqe, 0)
     buf: Any = None
     reading = False
@@ -86,20 +96,16 @@ def passthru(fd: int, sqe: bytes, *, admin: bool, write: Any = None, read_len: i
     keep = None
     if buf is not None:
         keep = ffi.from_buffer(buf, require_writable=reading)
-        addr, length = int(ffi.cast("uintptr_t", keep)), len(keep)
+        addr, length = int(ffi.cast(uintptr, keep)), len(keep)
     timeout_ms = int(timeout * 1000) if timeout else 0
     layout = _CMD64 if wide else _CMD32
     raw = bytearray(layout.size)
     tail = (timeout_ms, 0, 0) if wide else (timeout_ms, 0)
     layout.pack_into(raw, 0, opcode, 0, 0, nsid, cdw2, cdw3, 0, addr, 0, length,
                      *_CDW10_15.unpack_from(sqe, 40), *tail)
-    if wide:
-        cmd = ffi.from_buffer("struct nvme_passthru_cmd64 *", raw, require_writable=True)
-        rc = lib.pynvme_admin64(fd, cmd) if admin else lib.pynvme_io64(fd, cmd)
-    else:
-        cmd = ffi.from_buffer("struct nvme_passthru_cmd *", raw, require_writable=True)
-        rc = lib.pynvme_admin(fd, cmd) if admin else lib.pynvme_io(fd, cmd)
-    del keep, cmd
+    rc = submit[wide, admin](fd, ffi.from_buffer(t64 if wide else t32, raw,
+                                                 require_writable=True))
+    del keep
     result = layout.unpack_from(raw)[-1]
     dw0, dw1 = result & 0xFFFFFFFF, result >> 32
     if rc < 0:

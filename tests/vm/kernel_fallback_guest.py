@@ -251,7 +251,7 @@ def main() -> int:
         @step("bench")
         def _():
             out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ioctl.py"),
-                                  "--quick", "--device", st["ctrl"].device],
+                                  "--rounds", "11", "--calls", "200", "--device", st["ctrl"].device],
                                  capture_output=True, text=True, cwd=ROOT)
             emit("bench", rc=out.returncode, tail=out.stdout.strip().splitlines()[-6:],
                  stderr=out.stderr[-500:])
