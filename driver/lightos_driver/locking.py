@@ -2,7 +2,8 @@
 
 os-brick serializes LightOS connect/disconnect/extend with a process-wide lock; here the startup
 reconnect (its own process) touches the same entry files as nova-compute, so the lock is also a
-flock(2) on a file in the state dir.
+flock(2) on a file in the state dir. Re-entrant within a thread: flock is taken once, at the
+outermost level (a second flock on a new fd of the same file would wait for ourselves).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Iterator
 log = logging.getLogger(__name__)
 _thread_locks: dict[str, threading.RLock] = {}
 _guard = threading.Lock()
+_depth = threading.local()
 
 
 @contextmanager
@@ -25,19 +27,28 @@ def volume_lock(lock_file: Path) -> Iterator[None]:
     with _guard:
         tlock = _thread_locks.setdefault(key, threading.RLock())
     with tlock:
-        fd = None
-        try:
-            lock_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            log.debug("no inter-process lock at %s (%s); thread lock only", lock_file, exc)
-            if fd is not None:
-                os.close(fd)
-                fd = None
+        depths: dict[str, int] = _depth.__dict__.setdefault("d", {})
+        outermost = depths.get(key, 0) == 0
+        depths[key] = depths.get(key, 0) + 1
+        fd = _flock(lock_file) if outermost else None
         try:
             yield
         finally:
+            depths[key] -= 1
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
+
+
+def _flock(lock_file: Path) -> int | None:
+    fd = None
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+    except OSError as exc:
+        log.debug("no inter-process lock at %s (%s); thread lock only", lock_file, exc)
+        if fd is not None:
+            os.close(fd)
+        return None
