@@ -35,17 +35,22 @@ __all__ = ["available", "connect", "disconnect", "controllers", "namespaces", "d
            "PassthruError"]
 
 
-def available(fabrics_dev: str = FABRICS_DEV) -> tuple[bool, str]:
-    """Whether the kernel path can be used here, and if not, the first thing missing."""
+def available(fabrics_dev: str = FABRICS_DEV, *, passthrough: bool = True) -> tuple[bool, str]:
+    """Whether the kernel path can be used here, and if not, the first thing missing.
+
+    ``passthrough=False`` asks only about connect/disconnect/listing, which need no compiled
+    module; passthrough commands (identify, log pages, discovery) also need ``_nvme``.
+    """
     if not os.path.exists(fabrics_dev):
         return False, (f"nvme-tcp kernel module not loaded: {fabrics_dev} not found "
                        f"(modprobe nvme-tcp; kernel {platform.release()} may lack CONFIG_NVME_TCP)")
     if not os.access(fabrics_dev, os.R_OK | os.W_OK):
         return False, f"{fabrics_dev}: permission denied (the kernel path needs root)"
-    try:
-        native()
-    except KernelUnavailable as exc:
-        return False, str(exc)
+    if passthrough:
+        try:
+            native()
+        except KernelUnavailable as exc:
+            return False, str(exc)
     return True, f"kernel NVMe/TCP host available (Linux {platform.release()})"
 
 

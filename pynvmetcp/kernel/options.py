@@ -142,6 +142,10 @@ def build_options(traddr: str, subnqn: str, trsvcid: int | str = NVME_PORT, *,
         raise ValueError(f"queue_size must be {QUEUE_SIZE_MIN}..{QUEUE_SIZE_MAX} for the kernel")
     if nr_io_queues is not None and nr_io_queues < 0:
         raise ValueError("nr_io_queues must be ≥ 0")
+    if keep_alive_tmo is not None and float(keep_alive_tmo) < 0:
+        raise ValueError("kato/keep_alive_tmo must be ≥ 0 (0 disables keep-alive)")
+    if reconnect_delay is not None and float(reconnect_delay) <= 0:
+        raise ValueError("reconnect_delay must be > 0 seconds")
     if tos is not None and not -1 <= tos <= 255:
         raise ValueError("tos must be 0..255 (-1: kernel default)")
 
@@ -169,9 +173,9 @@ def build_options(traddr: str, subnqn: str, trsvcid: int | str = NVME_PORT, *,
     if queue_size is not None:
         opts.append(("queue_size", int(queue_size)))
     if keep_alive_tmo is not None:
-        opts.append(("keep_alive_tmo", max(_seconds("keep_alive_tmo", keep_alive_tmo), 0)))
+        opts.append(("keep_alive_tmo", _seconds("keep_alive_tmo", keep_alive_tmo)))
     if reconnect_delay is not None:
-        opts.append(("reconnect_delay", max(_seconds("reconnect_delay", reconnect_delay), 1)))
+        opts.append(("reconnect_delay", _seconds("reconnect_delay", reconnect_delay)))
     if ctrl_loss_tmo is not None:
         opts.append(("ctrl_loss_tmo", _seconds("ctrl_loss_tmo", ctrl_loss_tmo)))
     if fast_io_fail_tmo is not None:

@@ -137,6 +137,16 @@ def test_missing_native_module_says_so(monkeypatch):
         kernel.KernelController("nvme0").identify()
 
 
+def test_available_without_passthrough_needs_only_the_fabrics_device(tmp_path, monkeypatch):
+    dev = tmp_path / "nvme-fabrics"
+    dev.write_text(TEMPLATE_6_1)
+    monkeypatch.setattr(passthru, "_native", None)
+    monkeypatch.setitem(sys.modules, "pynvmetcp.kernel._nvme", None)
+    assert kernel.available(str(dev), passthrough=False)[0] is True
+    ok, why = kernel.available(str(dev))
+    assert ok is False and "not built" in why
+
+
 def test_native_module_layout_when_built():
     try:
         mod = passthru.native()

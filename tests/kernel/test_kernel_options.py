@@ -90,6 +90,8 @@ def test_option_the_kernel_lacks_is_refused_not_dropped():
     ({"hpda": 1}, "HPDA"),
     ({"host_iface": "eth0,evil=1"}, "host_iface"),
     ({"tos": 256}, "tos"),
+    ({"kato": -1}, "keep_alive_tmo"),
+    ({"reconnect_delay": 0}, "reconnect_delay"),
 ])
 def test_bad_values_fail_before_the_kernel_sees_them(kwargs, match):
     with pytest.raises(ValueError, match=match):
