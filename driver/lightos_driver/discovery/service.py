@@ -1,0 +1,181 @@
+"""The discovery-client service: the entry-file directory decides which clusters are served.
+
+Reconcile, on start and after every change of discovery.d:
+
+1. read every entry file (a file with a format error is rejected whole and changes nothing);
+2. group the entries per cluster (subsysnqn, hostnqn); add the endpoints learnt from referrals
+   (kept in internal.json) for the clusters that still have entries;
+3. start a ClusterClient for a new cluster, hand new endpoint lists to running ones;
+4. for a cluster no entry file names any more: stop its discovery connection **and disconnect
+   its kernel I/O controllers** — upstream leaves them (stale controllers reconnecting forever to
+   a cluster nobody uses); LightOS serves every volume of a cluster through one subsystem, so
+   this happens when the last volume of that cluster is detached from this host;
+5. write internal.json (atomically) with user and referral entries.
+
+On start the user directory is the truth for user entries (a file removed while the service was
+down is honoured); internal.json contributes the referral endpoints. Upstream instead prefers
+internal.json wholesale when it is newer than the directory.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..entries import SOURCE_REFERRAL, SOURCE_USER, Entry, read_dir, read_internal, \
+    with_source, write_internal
+from ..paths import Paths
+from .cluster import ClusterClient
+from .kernel_io import KernelIO, PynvmetcpKernelIO, choose_hostid
+from .metrics import Metrics, MetricsServer
+from .session import SessionFactory, pynvmetcp_session_factory
+from .watcher import DirWatcher
+
+log = logging.getLogger(__name__)
+Cluster = tuple[str, str]
+
+
+@dataclass
+class ServiceConfig:
+    paths: Paths = field(default_factory=Paths)
+    metrics_host: str = "::"
+    metrics_port: int = 6060  # 0: any free port (tests); None: no metrics endpoint
+    kato: float = 30.0
+    reconnect_interval: float = 5.0
+    ctrl_loss_tmo: int | None = None
+    use_inotify: bool = True
+    poll_interval: float = 2.0
+
+
+class DiscoveryService:
+    def __init__(self, config: ServiceConfig | None = None, *,
+                 session_factory: SessionFactory | None = None,
+                 kernel_io: KernelIO | None = None,
+                 on_started: Callable[["DiscoveryService"], None] | None = None) -> None:
+        self.config = config or ServiceConfig()
+        self.paths = self.config.paths
+        self.session_factory = session_factory or pynvmetcp_session_factory(self.config.kato)
+        self.kernel_io = kernel_io or PynvmetcpKernelIO(self.paths)
+        self.on_started = on_started
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self.clusters: dict[Cluster, ClusterClient] = {}
+        self.referrals: dict[Cluster, list[Entry]] = {}
+        self.rejected: dict[str, str] = {}
+        self.user_entries: list[Entry] = []
+        self._lock = threading.RLock()
+        self._stopped = threading.Event()
+        self.watcher = DirWatcher(self.paths.discovery_dir, lambda names: self.reconcile(),
+                                  use_inotify=self.config.use_inotify,
+                                  poll_interval=self.config.poll_interval)
+
+    # ---- life ----
+    def start(self) -> "DiscoveryService":
+        self.paths.discovery_dir.mkdir(parents=True, exist_ok=True)
+        self.paths.internal_dir.mkdir(parents=True, exist_ok=True)
+        state = read_internal(self.paths.internal_json)
+        if state:
+            for e in state.entries:
+                if e.source == SOURCE_REFERRAL:
+                    self.referrals.setdefault(e.cluster, []).append(e)
+        if self.config.metrics_port is not None:
+            self.metrics_server = MetricsServer(self.metrics, self.config.metrics_host,
+                                                self.config.metrics_port)
+            self.metrics_server.start()
+        self.watcher.start()  # before the first read: no change can slip between the two
+        self.reconcile()
+        log.info("discovery-client serving %d cluster(s) from %s (watch: %s, metrics: %s)",
+                 len(self.clusters), self.paths.discovery_dir, self.watcher.mode,
+                 self.metrics_server.port if self.metrics_server else "off")
+        if self.on_started:
+            threading.Thread(target=self.on_started, args=(self,), daemon=True,
+                             name="dc-on-started").start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; kernel I/O controllers stay (volumes in use must outlive a restart)."""
+        self._stopped.set()
+        self.watcher.stop()
+        with self._lock:
+            for client in self.clusters.values():
+                client.stop()
+            self.clusters.clear()
+        if self.metrics_server:
+            self.metrics_server.stop()
+
+    def serve_forever(self) -> None:
+        self._stopped.wait()
+
+    # ---- reconcile ----
+    def reconcile(self) -> None:
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            files, errors = read_dir(self.paths.discovery_dir)
+            self.rejected = errors
+            self.metrics.rejected_files.set(len(errors))
+            user: dict[tuple, Entry] = {}
+            for name, entries in files.items():
+                for e in entries:
+                    user.setdefault(e.key, with_source(e, SOURCE_USER, name))
+            self.user_entries = list(user.values())
+            wanted: dict[Cluster, list[Entry]] = {}
+            for e in self.user_entries:
+                wanted.setdefault(e.cluster, []).append(e)
+
+            for cluster in [c for c in self.clusters if c not in wanted]:
+                self._retire(cluster)
+            for cluster in [c for c in self.referrals if c not in wanted]:
+                del self.referrals[cluster]
+            for cluster, entries in wanted.items():
+                endpoints = entries + [r for r in self.referrals.get(cluster, [])
+                                       if r.key not in {e.key for e in entries}]
+                client = self.clusters.get(cluster)
+                if client is None:
+                    self._start_cluster(cluster, endpoints)
+                else:
+                    client.set_endpoints(endpoints)
+            self.metrics.entries_total.set(len(self.user_entries)
+                                           + sum(len(v) for v in self.referrals.values()))
+            self._save_state()
+
+    def _start_cluster(self, cluster: Cluster, endpoints: list[Entry]) -> None:
+        subsysnqn, hostnqn = cluster
+        entry_hostid = next((e.hostid for e in endpoints if e.hostid), "")
+        hostid = choose_hostid(hostnqn, entry_hostid, self.kernel_io.hostid_for(hostnqn),
+                               self.paths)
+        client = ClusterClient(subsysnqn, hostnqn, hostid, endpoints,
+                               session_factory=self.session_factory, kernel_io=self.kernel_io,
+                               metrics=self.metrics, on_referrals=self._learnt,
+                               reconnect_interval=self.config.reconnect_interval,
+                               ctrl_loss_tmo=self.config.ctrl_loss_tmo)
+        self.clusters[cluster] = client
+        client.start()
+        log.info("serving cluster %s for host %s (host ID %s) via %s", subsysnqn, hostnqn,
+                 hostid or "kernel default", ", ".join(f"{e.traddr}:{e.trsvcid}"
+                                                        for e in endpoints))
+
+    def _retire(self, cluster: Cluster) -> None:
+        client = self.clusters.pop(cluster)
+        client.stop()
+        names = self.kernel_io.disconnect_cluster(*cluster)
+        self.metrics.io_controllers.labels(*cluster).set(0)
+        log.info("cluster %s no longer needed by any entry file: discovery stopped, "
+                 "controllers %s disconnected", cluster[0], names)
+
+    def _learnt(self, client: ClusterClient, new: list[Entry]) -> None:
+        with self._lock:
+            cluster = (client.subsysnqn, client.hostnqn)
+            if self.clusters.get(cluster) is not client:
+                return
+            have = {e.key for e in self.referrals.get(cluster, [])}
+            self.referrals.setdefault(cluster, []).extend(e for e in new if e.key not in have)
+            self._save_state()
+
+    def _save_state(self) -> None:
+        entries = self.user_entries + [e for v in self.referrals.values() for e in v]
+        try:
+            write_internal(self.paths.internal_json, entries)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.paths.internal_json, exc)
