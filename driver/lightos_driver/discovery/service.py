@@ -159,7 +159,11 @@ class DiscoveryService:
     def _retire(self, cluster: Cluster) -> None:
         client = self.clusters.pop(cluster)
         client.stop()
-        names = self.kernel_io.disconnect_cluster(*cluster)
+        # the cluster's subsystem, and any other subsystem its discovery log made us connect
+        subsystems = [cluster[0]] + sorted({k[2] for k in client.status.io_controllers} - {
+            cluster[0]})
+        names = [n for nqn in subsystems for n in self.kernel_io.disconnect_cluster(nqn,
+                                                                                   cluster[1])]
         self.metrics.io_controllers.labels(*cluster).set(0)
         log.info("cluster %s no longer needed by any entry file: discovery stopped, "
                  "controllers %s disconnected", cluster[0], names)

@@ -1,0 +1,97 @@
+"""The LightOS driver end to end in a real Linux kernel under QEMU (one boot for every check).
+
+The guest (vm_guest_lightos.py) runs the real discovery-client service, connector and libvirt
+volume driver against the kernel's nvmet target configured as a one-subsystem cluster; the
+kernel's NVMe/TCP host makes the block devices. Asserts on the guest's JSON lines.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm
+vmrun = pytest.importorskip("tests.vmrun", reason="tests/vmrun.py (the VM runner) not present")
+ROOT = Path(__file__).resolve().parents[2]
+VOL1 = "3b2f6c1e-58a4-4d0b-9c1e-000000000001"
+VOL2 = "3b2f6c1e-58a4-4d0b-9c1e-000000000002"
+HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4909-8807-060504030201"
+GUEST = f"""
+cd {ROOT}
+PYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} tests/driver/vm_guest_lightos.py /tmp/lightos-e2e
+"""
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    ok, why = vmrun.vm_available()
+    assert ok, f"the kernel VM is needed here and is not available: {why}"
+    rw = tmp_path_factory.mktemp("vm")
+    proc = vmrun.run_guest(GUEST, rwdirs=[str(rw)], timeout=900)
+    found: dict[str, dict] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            found[d["check"]] = d
+    assert "done" in found, f"guest did not finish (rc={proc.returncode}):\n{proc.stdout[-4000:]}"
+    errors = {k: v["error"] for k, v in found.items() if "error" in v}
+    assert not errors, errors
+    return found
+
+
+def test_found_dsc_through_the_running_service(checks):
+    c = checks["connector_properties"]
+    assert c["found_dsc"] == "found" and c["nqn"] == HOSTNQN
+
+
+def test_attach_gives_the_block_device_of_the_volume_uuid(checks):
+    a = checks["attach"]
+    assert a["device"].startswith("/dev/nvme") and "c" not in a["device"][len("/dev/nvme"):]
+    assert a["is_block"] and a["sysfs_uuid"] == VOL1
+    (ctrl,) = a["controllers"]
+    assert ctrl[1:] == ["127.0.0.1", "4420", HOSTNQN.rsplit(":", 1)[1], "live"]
+    assert a["discovery_connected"] == ["127.0.0.1", 4420]
+
+
+def test_data_reaches_the_volume(checks):
+    assert checks["data"] == {"check": "data", "read_equal": True, "target_equal": True}
+
+
+def test_extend_seen_through_the_aen(checks):
+    e = checks["extend"]
+    assert (e["before"], e["after"]) == (64 << 20, 128 << 20)
+
+
+def test_second_volume_shares_the_cluster_controller(checks):
+    s = checks["second_volume"]
+    assert s["same_controllers"] == 1 and s["size"] == 32 << 20
+
+
+def test_discovery_log_change_connects_the_new_subsystem(checks):
+    d = checks["discovery_log_change"]
+    assert d["log_reads"] == d["log_reads_before"] + 1
+    assert d["device"].startswith("/dev/nvme")
+
+
+def test_reboot_restored_by_startup_reconnect(checks):
+    r = checks["reboot"]
+    assert r["gone_before"] is True
+    assert all(d.startswith("/dev/nvme") for d in r["devices"])
+    assert r["entry_files"] == sorted(f"{v}.conf" for v in (VOL1, VOL2))
+    log = checks["service_log"]["stderr"]
+    assert "startup reconnect: inst-1" in log and "startup reconnect: inst-2" in log
+
+
+def test_reconnect_is_idempotent(checks):
+    r = checks["reconnect_again"]
+    assert r["rc"] == 0
+    assert [(o["instance"], o["volume"], o["action"]) for o in r["outcomes"]] == [
+        ("inst-1", VOL1, "already-connected"), ("inst-2", VOL2, "already-connected")]
+
+
+def test_detach_disconnects_only_when_no_volume_needs_the_cluster(checks):
+    d = checks["detach"]
+    assert d["controllers_kept_for_other_volume"] is True
+    assert d["entry_files"] == [] and d["device_gone"] and d["sub2_gone"]
