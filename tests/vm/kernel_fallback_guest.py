@@ -121,7 +121,6 @@ def main() -> int:
     from pynvmetcp.errors import NvmeStatusError
     from pynvmetcp.kernel import options as O
     from pynvmetcp.kernel.passthru import native
-    from pynvmetcp.host import commands as C
 
     st: dict = {}
 
