@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 import time
 from typing import Any, Callable
@@ -142,6 +143,35 @@ class KernelController(ControllerApi):
         self._fd: int | None = None
         self._ns_fds: dict[int, int] = {}
         self._wide = True
+        self.nsid: int | None = None  # set by from_device() for a namespace device
+
+    @classmethod
+    def from_device(cls, device: str, *, sysfs: Sysfs | None = None,
+                    dev_root: str = "/dev") -> "KernelController":
+        """The controller behind ``/dev/nvmeN`` or a namespace device ``/dev/nvmeXnY``.
+
+        Why not just strip ``nY``: with native multipath the X of a namespace device is the
+        *subsystem* instance, which need not be any controller's number; the controller is found
+        through the namespace's paths in sysfs (a live one preferred). ``nsid`` is set for a
+        namespace device.
+        """
+        sysfs = sysfs or Sysfs()
+        name = os.path.basename(device)
+        if re.fullmatch(r"nvme\d+", name):
+            return cls(name, sysfs=sysfs, dev_root=dev_root)
+        ns = sysfs.namespace(name)
+        if ns is None:
+            raise KernelUnavailable(f"{device}: not an NVMe namespace block device known to sysfs")
+        owners = [p.controller for p in ns.paths]
+        if not owners:  # no multipath: the disk lives under its controller
+            owners = [c.name for c in sysfs.controllers()
+                      if any(n.name == name for n in c.namespaces)]
+        if not owners:
+            raise KernelUnavailable(f"{device}: no controller reaches this namespace")
+        live = [o for o in owners if (c := sysfs.controller(o)) is not None and c.state == "live"]
+        ctrl = cls((live or owners)[0], sysfs=sysfs, dev_root=dev_root)
+        ctrl.nsid = ns.nsid
+        return ctrl
 
     def __repr__(self) -> str:
         extra = ", already connected" if self.already_connected else ""

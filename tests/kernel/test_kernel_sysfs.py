@@ -151,3 +151,30 @@ def test_without_multipath_the_controller_holds_the_disk(tmp_path):
     (ns,) = s.controller("nvme4").namespaces
     assert (ns.name, ns.nsid, ns.size_bytes, ns.paths) == ("nvme4n1", 1, 1 << 20, ())
     assert s.find_block_device(uuid=NS_UUID) == "/dev/nvme4n1"
+
+
+def test_controller_behind_a_device(sysfs):
+    """/dev/nvme2n1's 2 is the subsystem instance; its controller is found through its path."""
+    c = kernel.KernelController.from_device("/dev/nvme2n1", sysfs=sysfs)
+    assert (c.name, c.nsid) == ("nvme2", 1)
+    c = kernel.KernelController.from_device("/dev/nvme0n1", sysfs=sysfs)
+    assert (c.name, c.nsid) == ("nvme0", 1)
+    c = kernel.KernelController.from_device("nvme3", sysfs=sysfs)
+    assert (c.name, c.nsid) == ("nvme3", None)
+    with pytest.raises(kernel.KernelUnavailable):
+        kernel.KernelController.from_device("/dev/nvme0c0n1", sysfs=sysfs)
+
+
+def test_head_outliving_its_first_controller(tmp_path):
+    """After nvme0 is deleted, nvme0n1 is reached through nvme1 only: no controller nvme0."""
+    tree = tmp_path / "sys"
+    shutil.copytree(TREE, tree, symlinks=True)
+    for link in ("class/nvme/nvme0", "class/block/nvme0c0n1",
+                 "devices/virtual/nvme-subsystem/nvme-subsys0/nvme0"):
+        (tree / link).unlink()
+    shutil.rmtree(tree / "devices/virtual/nvme-fabrics/ctl/nvme0")
+    s = Sysfs(tree)
+    ns = s.find_namespace(uuid=NS_UUID)
+    assert ns.name == "nvme0n1" and [p.controller for p in ns.paths] == ["nvme1"]
+    c = kernel.KernelController.from_device("/dev/nvme0n1", sysfs=s)
+    assert (c.name, c.nsid) == ("nvme1", 1)
