@@ -50,9 +50,10 @@ def test_attach_gives_the_block_device_of_the_volume_uuid(checks):
     a = checks["attach"]
     assert a["device"].startswith("/dev/nvme") and "c" not in a["device"][len("/dev/nvme"):]
     assert a["is_block"] and a["sysfs_uuid"] == VOL1
-    (ctrl,) = a["controllers"]
-    assert ctrl[1:] == ["127.0.0.1", "4420", HOSTNQN.rsplit(":", 1)[1], "live"]
-    assert a["discovery_connected"] == ["127.0.0.1", 4420]
+    (ctrl,) = a["controllers"]  # one path: the discovery node's log lists its own port
+    assert ctrl[1] == "127.0.0.1" and ctrl[2] in ("4420", "4421")
+    assert ctrl[3:] == [HOSTNQN.rsplit(":", 1)[1], "live"]
+    assert a["discovery_connected"] == ["127.0.0.1", int(ctrl[2])]
 
 
 def test_data_reaches_the_volume(checks):
@@ -73,6 +74,15 @@ def test_discovery_log_change_connects_the_new_subsystem(checks):
     d = checks["discovery_log_change"]
     assert d["log_reads"] == d["log_reads_before"] + 1
     assert d["device"].startswith("/dev/nvme")
+
+
+def test_node_killed_during_io_io_continues_on_the_other_node(checks):
+    n = checks["node_failure"]
+    assert n["failovers"] >= 1 and n["now"][1] != n["killed_port"]
+    assert n["errors"] == [] and n["writes_total"] > n["writes_before"] + 50
+    assert n["same_device"] is True
+    assert any(port != str(n["killed_port"]) and state == "live"
+               for port, state in n["controllers"])
 
 
 def test_reboot_restored_by_startup_reconnect(checks):

@@ -33,6 +33,7 @@ VOL1 = "3b2f6c1e-58a4-4d0b-9c1e-000000000001"
 VOL2 = "3b2f6c1e-58a4-4d0b-9c1e-000000000002"
 VOL3 = "3b2f6c1e-58a4-4d0b-9c1e-000000000003"  # on SUB2, announced by a discovery-log change
 PORT = 4420
+PORT2 = 4421  # a second "storage node"
 MIB = 1 << 20
 
 
@@ -89,15 +90,24 @@ def nvmet_namespace(nqn: str, nsid: int, uuid: str, size_mib: int) -> str:
     return loop
 
 
-def nvmet_link(nqn: str) -> None:
-    p = CFG / "ports" / "1"
-    if not p.exists():
-        p.mkdir()
-        (p / "addr_traddr").write_text("127.0.0.1")
-        (p / "addr_trtype").write_text("tcp")
-        (p / "addr_trsvcid").write_text(str(PORT))
-        (p / "addr_adrfam").write_text("ipv4")
-    os.symlink(CFG / "subsystems" / nqn, p / "subsystems" / nqn)
+def nvmet_link(nqn: str, ports=(PORT, PORT2)) -> None:
+    """Serve ``nqn`` on each "storage node" (an nvmet port: I/O and discovery)."""
+    for port in ports:
+        p = CFG / "ports" / str(port)
+        if not p.exists():
+            p.mkdir()
+            (p / "addr_traddr").write_text("127.0.0.1")
+            (p / "addr_trtype").write_text("tcp")
+            (p / "addr_trsvcid").write_text(str(port))
+            (p / "addr_adrfam").write_text("ipv4")
+        os.symlink(CFG / "subsystems" / nqn, p / "subsystems" / nqn)
+
+
+def nvmet_unlink(port: int) -> None:
+    """A storage node dies: its port stops serving every subsystem (connections dropped)."""
+    d = CFG / "ports" / str(port) / "subsystems"
+    for link in list(d.iterdir()):
+        link.unlink()
 
 
 def setup() -> None:
@@ -134,8 +144,9 @@ NODE_XML = W / "node.xml"
 
 
 def props(uuid: str) -> dict:
-    return {"uuid": uuid, "subsysnqn": SUBNQN, "lightos_nodes": {"127.0.0.1": {
-        "target_portal": "127.0.0.1", "target_port": PORT, "transport_type": "tcp"}}}
+    return {"uuid": uuid, "subsysnqn": SUBNQN, "lightos_nodes": {
+        f"127.0.0.1:{port}": {"target_portal": "127.0.0.1", "target_port": port,
+                              "transport_type": "tcp"} for port in (PORT, PORT2)}}
 
 
 def controllers(nqn: str = SUBNQN) -> list:
@@ -231,6 +242,57 @@ def discovery_log_change():
     dev = wait(lambda: kernel.find_block_device(uuid=VOL3), 30, "its namespace")
     emit("discovery_log_change", log_reads_before=reads, log_reads=client.status.log_reads,
          device=dev, seconds=round(time.monotonic() - t0, 1))
+
+
+@step
+def node_failure():
+    """The storage node the host discovers through dies during I/O: the service fails over to
+    the other node, which announces its own path; the kernel's multipath head keeps the same
+    /dev/nvmeXnY and the queued I/O completes through the new path."""
+    import mmap
+    import threading
+
+    client = svc.clusters[(SUBNQN, HOSTNQN)]
+    dead = client.status.connected_to[1]
+    dev = INFO[VOL1]["data"]["device_path"]
+    stop, done, errors = threading.Event(), [], []
+
+    def writer():
+        buf = mmap.mmap(-1, 65536)
+        fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+        try:
+            i = 0
+            while not stop.is_set():
+                buf.seek(0)
+                buf.write(i.to_bytes(8, "little") * 8192)
+                try:
+                    os.pwrite(fd, buf, (i % 256) * 65536)
+                    done.append(i)
+                except OSError as exc:
+                    errors.append(str(exc))
+                i += 1
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    wait(lambda: len(done) > 20, 30, "I/O running")
+    before = len(done)
+    nvmet_unlink(dead)
+    t0 = time.monotonic()
+    wait(lambda: client.status.connected_to and client.status.connected_to[1] != dead, 60,
+         "discovery failover")
+    wait(lambda: len(done) > before + 50, 90, "I/O continuing on the other node")
+    stop.set()
+    t.join(timeout=60)
+    head_same = kernel.find_block_device(uuid=VOL1) == dev
+    paths = [(c.trsvcid, c.state) for c in controllers()]
+    emit("node_failure", killed_port=dead, now=client.status.connected_to,
+         failovers=client.status.failovers, writes_before=before, writes_total=len(done),
+         errors=errors[:3], same_device=head_same, controllers=paths,
+         seconds=round(time.monotonic() - t0, 1))
+    nvmet_link(SUBNQN, ports=(dead,))  # the node comes back
+    nvmet_link(SUB2, ports=(dead,))
 
 
 @step
