@@ -17,9 +17,8 @@ from pynvmetcp import kernel
 from pynvmetcp.kernel import fabrics, passthru
 from pynvmetcp.kernel.sysfs import Sysfs
 
-from .test_kernel_options import TEMPLATE_6_1
-
 TREE = Path(__file__).parent / "sysfs_tree"
+TEMPLATE_6_1 = (Path(__file__).parent / "nvme-fabrics-6.1.txt").read_text()
 NQN = "nqn.2024-01.io.pynvmetcp:kernel-fallback"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:aed91044-64b5-43e7-9d0a-450903fa7dc6"
 HOSTID = "e5cee598-33c2-45fb-a268-6e4ae7a21dfb"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
@@ -10,12 +11,7 @@ from pynvmetcp.kernel.options import (UnsupportedOption, build_options, parse_ad
                                       parse_options, parse_reply, parse_supported)
 
 # Read from /dev/nvme-fabrics of Debian's 6.1.0-56 kernel (the test VM), verbatim.
-TEMPLATE_6_1 = (
-    "instance=-1,cntlid=-1,transport=%s,traddr=%s,trsvcid=%s,nqn=%s,queue_size=%d,"
-    "nr_io_queues=%d,reconnect_delay=%d,ctrl_loss_tmo=%d,keep_alive_tmo=%d,hostnqn=%s,"
-    "host_traddr=%s,host_iface=%s,hostid=%s,duplicate_connect,disable_sqflow,hdr_digest,"
-    "data_digest,nr_write_queues=%d,nr_poll_queues=%d,tos=%d,fast_io_fail_tmo=%d,discovery,"
-    "dhchap_secret=%s,dhchap_ctrl_secret=%s\n")
+TEMPLATE_6_1 = (Path(__file__).parent / "nvme-fabrics-6.1.txt").read_text()
 SUPPORTED = parse_supported(TEMPLATE_6_1)
 SUB = "nqn.2024-01.io.example:disk"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:aed91044-64b5-43e7-9d0a-450903fa7dc6"
