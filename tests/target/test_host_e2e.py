@@ -1,0 +1,103 @@
+"""Our userspace host against our target: every floor of the project on real loopback sockets."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+
+import pynvmetcp
+from pynvmetcp.protocol.aer import AsyncEvent
+from pynvmetcp.target import NamespaceConfig
+from tests.target.support import NQN, make_config, running
+
+
+@pytest.mark.parametrize("digests", [False, True])
+def test_sync_host_multi_queue_io(digests):
+    with running(make_config(namespaces=["mem:64M"])) as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN, nr_io_queues=4, hdr_digest=digests,
+                               data_digest=digests) as c:
+            assert len(c.io) == 4
+            ns = c.namespace(1)
+            chunks = {slba: os.urandom(256 << 10) for slba in range(0, 64 * 512, 512)}
+            errors = []
+
+            def worker(part):
+                try:
+                    for slba in part:
+                        ns.write(slba, chunks[slba])
+                    for slba in part:
+                        assert bytes(ns.read(slba, 512)) == chunks[slba]
+                except Exception as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+            keys = sorted(chunks)
+            threads = [threading.Thread(target=worker, args=(keys[i::4],)) for i in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert not errors
+            assert len({c2["cntlid"] for c2 in t.controllers()}) == 1
+            assert t.controllers()[0]["io_queues"] == [1, 2, 3, 4]
+
+
+def test_asyncio_host():
+    async def main(port):
+        async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, nr_io_queues=2) as c:
+            ns = await c.namespace(1)
+            data = os.urandom(64 << 10)
+            await asyncio.gather(*(ns.write(i * 128, data) for i in range(16)))
+            reads = await asyncio.gather(*(ns.read(i * 128, 128) for i in range(16)))
+            assert all(bytes(r) == data for r in reads)
+            log = await pynvmetcp.adiscover("127.0.0.1", port)
+            assert [e.subnqn for e in log.entries if e.subtype == 2] == [NQN]
+
+    with running() as t:
+        asyncio.run(main(t.port))
+
+
+def test_host_sees_resize_through_the_event():
+    with running() as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN) as c:
+            got = []
+            c.event_handlers.append(got.append)
+            c.arm_async_events()
+            c.enable_async_events(1 << 8)
+            t.resize_namespace(NQN, 1, 32 << 20)
+            deadline = time.monotonic() + 5
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert got == [AsyncEvent(2, 0, 4)]
+            c.get_log_page(0x04, 4096)
+            assert c.namespace(1).size == 32 << 20
+
+
+def test_file_namespace_checksum(tmp_path):
+    path = tmp_path / "disk.img"
+    cfg = make_config(namespaces=[NamespaceConfig(str(path), size="8M")])
+    data = os.urandom(8 << 20)
+    with running(cfg) as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN, nr_io_queues=2, hdr_digest=True,
+                               data_digest=True) as c:
+            ns = c.namespace(1)
+            for off in range(0, len(data), 1 << 20):
+                ns.write(off // 512, data[off:off + (1 << 20)])
+            ns.flush()
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_host_recovers_when_the_target_drops_the_association():
+    """The target ends an association (as on keep-alive expiry); the host reconnects and the
+    namespace's data is still there."""
+    with running() as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN, kato=2, reconnect_delay=0.1) as c:
+            ns = c.namespace(1)
+            ns.write(0, b"\x33" * 512)
+            first = c.cntlid
+            t.call(lambda: [ctrl.drop("test") for ctrl in list(t.registry.controllers())])
+            assert bytes(ns.read(0, 1)) == b"\x33" * 512
+            assert c.cntlid != first
