@@ -1,0 +1,339 @@
+"""The Linux kernel's nvme-tcp host against our userspace target, in a real kernel under QEMU.
+
+One VM boot serves every test here. Inside the guest our target runs as a process
+(``python -m pynvmetcp target``, a file-backed and a memory namespace, an allow list, a
+discovery-only port), and the kernel host does what a user would: ``nvme discover``, ``nvme
+connect`` with two I/O queues, mkfs.ext4, mount, write files, sync, umount, remount, checksum,
+``nvme id-ctrl``/``id-ns``, ``nvme disconnect``; then all of it again with header and data
+digests. Finally the target is stopped and its backing file is mounted through a loop device: the
+kernel reading our file is the oracle that the data reached the disk. The guest prints one JSON
+line per check; the tests assert on those lines, and on the guest's dmesg staying clean.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.vmrun import run_guest, vm_available
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+NQN = "nqn.2024-01.io.pynvmetcp:kernel-host"
+HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:5b4c9a1e-7f3d-4e2a-9c8b-1d0e2f3a4b5c"
+HOSTID = "5b4c9a1e-7f3d-4e2a-9c8b-1d0e2f3a4b5c"
+STRANGER = "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"
+STRANGER_ID = "0f0e0d0c-0b0a-4908-8706-050403020100"
+
+GUEST_PY = r'''
+import glob, hashlib, importlib.util, json, os, signal, socket, subprocess, sys, time
+
+ROOT, NQN, HOSTNQN, HOSTID, STRANGER, STRANGER_ID, OUT = sys.argv[1:8]
+PY = sys.executable
+CONN = ["-t", "tcp", "-a", "127.0.0.1", "-s", "4420", "-n", NQN, "-q", HOSTNQN, "-I", HOSTID]
+
+
+def emit(check, **kw):
+    print(json.dumps({"check": check, **kw}), flush=True)
+
+
+def sh(cmd, check=True):
+    p = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True)
+    if check and p.returncode:
+        raise RuntimeError(f"{cmd} failed ({p.returncode}): {p.stdout}{p.stderr}")
+    return p
+
+
+def wait_port(port, proc, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("target did not start")
+            time.sleep(0.2)
+
+
+def controller():
+    for d in glob.glob("/sys/class/nvme/nvme*"):
+        try:
+            if open(d + "/subsysnqn").read().strip() == NQN:
+                return os.path.basename(d)
+        except OSError:
+            pass
+    return None
+
+
+def wait_for(fn, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.2)
+    return fn()
+
+
+def namespaces(ctrl):
+    """/dev nodes of the controller's namespaces, nvmeXnY (multipath: X is the subsystem)."""
+    out = {}
+    for p in glob.glob(f"/sys/class/nvme/{ctrl}/nvme*n*"):
+        name = os.path.basename(p)
+        nsid = int(open(p + "/nsid").read())
+        if "c" in name[4:]:  # hidden path device nvmeXcYnZ: the head is nvmeXnZ
+            x = name[4:].split("c")[0]
+            name = f"nvme{x}n{name.split('n')[-1]}"
+        out[nsid] = "/dev/" + name
+    return out
+
+
+def step(name):
+    def deco(fn):
+        try:
+            fn()
+        except Exception as exc:  # one failed step is reported, the rest still runs
+            emit(name, error=f"{type(exc).__name__}: {exc}")
+    return deco
+
+
+def files_sums(root):
+    return {f: hashlib.sha256(open(os.path.join(root, f), "rb").read()).hexdigest()
+            for f in sorted(os.listdir(root)) if f != "lost+found"}
+
+
+sh("modprobe nvme-tcp")
+sh("modprobe loop", check=False)
+sh("ip link set lo up")
+sh("dmesg -C", check=False)
+sh("truncate -s 256M /tmp/disk.img")
+os.makedirs("/tmp/mnt", exist_ok=True)
+main = "pynvmetcp" if importlib.util.find_spec("pynvmetcp.__main__") else "pynvmetcp.cli.target"
+args = [PY, "-m", main] + (["target"] if main == "pynvmetcp" else []) + [
+    "--listen", "127.0.0.1:4420", "--discovery-port", "8009", "--subsystem", NQN,
+    "--namespace", "/tmp/disk.img", "--namespace", "mem:64M", "--allow-host", HOSTNQN, "-vv"]
+log = open(os.path.join(OUT, "target.log"), "w")
+target = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+wait_port(4420, target)
+wait_port(8009, target)
+emit("target_started", module=main)
+st = {}
+
+
+@step("discover")
+def _():
+    p = sh(["nvme", "discover", "-t", "tcp", "-a", "127.0.0.1", "-s", "8009", "-q", HOSTNQN,
+            "-I", HOSTID, "-o", "json"])
+    recs = json.loads(p.stdout).get("records", [])
+    emit("discover", entries=[[r["subtype"], r["subnqn"], r["traddr"], r["trsvcid"]]
+                              for r in recs])
+    p = sh(["nvme", "discover", "-t", "tcp", "-a", "127.0.0.1", "-s", "8009", "-q", STRANGER,
+            "-I", STRANGER_ID, "-o", "json"])
+    emit("discover_stranger", entries=[[r["subtype"], r["subnqn"]]
+                                       for r in json.loads(p.stdout).get("records", [])])
+
+
+@step("stranger_refused")
+def _():
+    p = sh(["nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", "4420", "-n", NQN,
+            "-q", STRANGER, "-I", STRANGER_ID], check=False)
+    emit("stranger_refused", rc=p.returncode, ctrl=controller())
+
+
+def connect_and_check(tag, extra):
+    p = sh(["nvme", "connect"] + CONN + ["--nr-io-queues", "2"] + extra)
+    ctrl = wait_for(controller)
+    nss = wait_for(lambda: (lambda n: n if len(n) == 2 else None)(namespaces(ctrl)))
+    wait_for(lambda: all(os.path.exists(d) for d in nss.values()))
+    qc = int(open(f"/sys/class/nvme/{ctrl}/queue_count").read())
+    state = open(f"/sys/class/nvme/{ctrl}/state").read().strip()
+    idc = json.loads(sh(["nvme", "id-ctrl", "/dev/" + ctrl, "-o", "json"]).stdout)
+    idns = json.loads(sh(["nvme", "id-ns", nss[1], "-o", "json"]).stdout)
+    sizes = {n: int(sh(["blockdev", "--getsize64", d]).stdout) for n, d in nss.items()}
+    emit("connect_" + tag, ctrl=ctrl, state=state, queue_count=qc, out=p.stdout.strip(),
+         devices={str(k): v for k, v in nss.items()}, sizes={str(k): v for k, v in sizes.items()},
+         id_ctrl={k: idc.get(k) for k in ("cntlid", "subnqn", "mdts", "ioccsz", "iorcsz", "sgls",
+                                          "cntrltype", "nn", "oncs", "vwc", "sqes", "cqes",
+                                          "mn", "kas", "cmic", "anacap")},
+         id_ns={k: idns.get(k) for k in ("nsze", "ncap", "nmic", "anagrpid", "flbas")})
+    return ctrl, nss
+
+
+@step("plain")
+def _():
+    ctrl, nss = connect_and_check("plain", [])
+    dev = nss[1]
+    sh(f"mkfs.ext4 -q -F {dev}")
+    sh(f"mount {dev} /tmp/mnt")
+    sh("dd if=/dev/urandom of=/tmp/mnt/big bs=1M count=24 status=none")
+    sh("dd if=/dev/urandom of=/tmp/mnt/mid bs=64k count=7 status=none")
+    for i in range(20):
+        with open(f"/tmp/mnt/small{i}", "wb") as f:
+            f.write(os.urandom(100 + 997 * i))
+    sh("sync")
+    before = files_sums("/tmp/mnt")
+    sh("umount /tmp/mnt")
+    sh(f"mount {dev} /tmp/mnt")
+    after = files_sums("/tmp/mnt")
+    sh("umount /tmp/mnt")
+    pattern = os.urandom(1 << 20)
+    open("/tmp/pattern", "wb").write(pattern)
+    sh(f"dd if=/tmp/pattern of={nss[2]} bs=64k oflag=direct status=none")
+    sh(f"dd if={nss[2]} of=/tmp/readback bs=64k count=16 iflag=direct status=none")
+    st["sums"] = before
+    emit("plain_fs", files=len(before), equal=before == after and len(before) == 22,
+         direct_equal=open("/tmp/readback", "rb").read() == pattern)
+    p = sh(["nvme", "disconnect", "-n", NQN])
+    emit("disconnect_plain", out=p.stdout.strip(),
+         gone=wait_for(lambda: controller() is None, 15) is None or controller() is None)
+
+
+@step("digests")
+def _():
+    ctrl, nss = connect_and_check("digests", ["-g", "-G"])
+    dev = nss[1]
+    sh(f"mount {dev} /tmp/mnt")
+    again = files_sums("/tmp/mnt")
+    sh("dd if=/dev/urandom of=/tmp/mnt/digest bs=1M count=8 status=none")
+    sh("sync")
+    st["sums"]["digest"] = hashlib.sha256(open("/tmp/mnt/digest", "rb").read()).hexdigest()
+    sh("umount /tmp/mnt")
+    sh(f"mount {dev} /tmp/mnt")
+    final = files_sums("/tmp/mnt")
+    sh("umount /tmp/mnt")
+    emit("digests_fs", equal_to_plain=all(again.get(k) == v for k, v in st["sums"].items()
+                                          if k != "digest"),
+         equal=final == st["sums"])
+    p = sh(["nvme", "disconnect", "-n", NQN])
+    emit("disconnect_digests", out=p.stdout.strip(),
+         gone=wait_for(lambda: controller() is None, 15) is None or controller() is None)
+
+
+@step("target_stop")
+def _():
+    target.send_signal(signal.SIGTERM)
+    rc = target.wait(timeout=30)
+    log.close()
+    text = open(os.path.join(OUT, "target.log")).read()
+    emit("target_stop", rc=rc, traceback="Traceback" in text,
+         digests_negotiated="hdgst=True ddgst=True" in text,
+         shutdowns=text.count(": shutdown"), refused_host=STRANGER in text)
+
+
+@step("backing_file")
+def _():
+    sh("mount -o loop,ro /tmp/disk.img /tmp/mnt")
+    sums = files_sums("/tmp/mnt")
+    sh("umount /tmp/mnt")
+    emit("backing_file", equal=sums == st.get("sums"), files=len(sums))
+
+
+dmesg = sh("dmesg", check=False).stdout.splitlines()
+emit("dmesg", lines=[line for line in dmesg if "nvme" in line.lower()][-80:])
+emit("done")
+'''
+
+GUEST_SH = f"""
+set -e
+OUT="$1"
+cat > /tmp/guest.py <<'PYEOF'
+{GUEST_PY}
+PYEOF
+cd {ROOT}
+PYTHONPATH={ROOT} {ROOT}/.venv/bin/python /tmp/guest.py {ROOT} {NQN} {HOSTNQN} {HOSTID} \\
+    {STRANGER} {STRANGER_ID} "$OUT"
+"""
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    ok, why = vm_available()
+    assert ok, f"the kernel VM is needed here and is not available: {why}"
+    rw = tmp_path_factory.mktemp("vm-target")
+    script = GUEST_SH.replace('OUT="$1"', f'OUT="{rw}"')
+    proc = run_guest(script, rwdirs=[str(rw)], timeout=900)
+    found: dict[str, dict] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            found[rec["check"]] = rec
+    log = rw / "target.log"
+    tail = log.read_text()[-3000:] if log.exists() else "(no target log)"
+    assert "done" in found, (f"guest did not finish (rc={proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}\n{tail}")
+    errors = {k: v["error"] for k, v in found.items() if "error" in v}
+    assert not errors, f"guest steps failed: {errors}\ntarget log:\n{tail}"
+    return found
+
+
+def test_discovery_lists_the_subsystem_for_the_allowed_host_only(checks):
+    entries = checks["discover"]["entries"]
+    assert [e for e in entries if e[0] == "nvme subsystem"] == [
+        ["nvme subsystem", NQN, "127.0.0.1", "4420"]]
+    assert any(e[0] == "current discovery subsystem" and e[3] == "8009" for e in entries)
+    assert [e for e in checks["discover_stranger"]["entries"] if e[0] == "nvme subsystem"] == []
+
+
+def test_a_host_outside_the_allow_list_cannot_connect(checks):
+    assert checks["stranger_refused"]["rc"] != 0 and checks["stranger_refused"]["ctrl"] is None
+
+
+@pytest.mark.parametrize("tag", ["plain", "digests"])
+def test_kernel_connects_with_two_io_queues(checks, tag):
+    c = checks["connect_" + tag]
+    assert c["state"] == "live" and c["queue_count"] == 3  # admin + 2 I/O queues
+    idc = c["id_ctrl"]
+    assert idc["subnqn"] == NQN and idc["cntrltype"] == 1 and idc["mdts"] == 8
+    assert idc["ioccsz"] == (64 + 16384) // 16 and idc["iorcsz"] == 1
+    assert idc["sqes"] == 0x66 and idc["cqes"] == 0x44 and idc["sgls"] & 1
+    assert idc["oncs"] & 0b1101 == 0b1101 and idc["vwc"] & 1 and idc["nn"] == 1024
+    assert idc["mn"].strip() == "pynvmetcp" and idc["cmic"] & 0b1000
+    assert c["sizes"] == {"1": 256 << 20, "2": 64 << 20}
+    assert c["id_ns"]["nsze"] == 256 << 20 >> 9 and c["id_ns"]["anagrpid"] == 1
+
+
+def test_filesystem_survives_remount_and_direct_io(checks):
+    fs = checks["plain_fs"]
+    assert fs["equal"] and fs["files"] == 22 and fs["direct_equal"]
+
+
+def test_digests_read_back_what_was_written_without_them(checks):
+    fs = checks["digests_fs"]
+    assert fs["equal_to_plain"] and fs["equal"]
+    assert checks["target_stop"]["digests_negotiated"]
+
+
+def test_disconnect_removes_the_controller(checks):
+    for tag in ("plain", "digests"):
+        d = checks["disconnect_" + tag]
+        assert "disconnected 1 controller" in d["out"] and d["gone"]
+
+
+def test_target_stops_cleanly_after_orderly_shutdowns(checks):
+    stop = checks["target_stop"]
+    assert stop["rc"] == 0 and not stop["traceback"]
+    assert stop["shutdowns"] >= 2 and stop["refused_host"]
+
+
+def test_data_reached_the_backing_file(checks):
+    assert checks["backing_file"]["equal"] and checks["backing_file"]["files"] == 23
+
+
+def test_kernel_log_is_clean(checks):
+    lines = checks["dmesg"]["lines"]
+    # the refused stranger is the one expected complaint: SCT 1 / SC 84h with DNR = 0x4184
+    refusal = [line for line in lines if "is not allowed" in line and STRANGER in line]
+    assert refusal and any("failed to connect queue: 0 ret=16772" in line for line in lines)
+    bad = [line for line in lines
+           if any(w in line.lower() for w in ("error", "fail", "timeout", "reset", "warn",
+                                              "i/o error", "mismatch", "invalid",
+                                              "not supported", "not allowed"))
+           and line not in refusal and "ret=16772" not in line]
+    assert not bad, "\n".join(lines)
+    assert any("new ctrl" in line and NQN in line for line in lines)
