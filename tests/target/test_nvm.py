@@ -203,3 +203,37 @@ def test_random_io_matches_a_model(ops, seed):
             else:
                 assert bytes(q.ok(C.read(1, slba, nlb), read_len=nlb * 512).data) == model[span]
         assert bytes(q.ok(C.read(1, 0, blocks), read_len=len(model)).data) == model
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    import shutil
+    import subprocess
+
+    img = tmp_path / "blk.img"
+    img.write_bytes(bytes(4 << 20))
+    if not shutil.which("losetup") or os.geteuid() != 0:
+        pytest.skip("needs root and losetup for a loop device")
+    p = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True)
+    if p.returncode:
+        pytest.skip(f"no loop device here: {p.stderr.strip()}")
+    dev = p.stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_block_device_namespace(loop_device):
+    with running(make_config(namespaces=[NamespaceConfig(loop_device)])) as t:
+        _a, cntlid = admin(t.port, NQN)
+        q = io_queue(t.port, NQN, cntlid)
+        assert t.subsystem(NQN).namespaces[1].size == 4 << 20
+        data = os.urandom(64 << 10)
+        q.ok(C.write(1, 0, 128), write=data)
+        q.ok(C.write_zeroes(1, 8, 8))
+        q.ok(C.flush(1))
+        expect = data[:4096] + bytes(4096) + data[8192:]
+        assert bytes(q.ok(C.read(1, 0, 128), read_len=len(data)).data) == expect
+        with open(loop_device, "rb") as f:
+            assert f.read(len(data)) == expect
