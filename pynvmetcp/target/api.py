@@ -243,7 +243,8 @@ class Target:
         def snap() -> list[dict]:
             return [{"subnqn": c.subsystem.nqn, "cntlid": c.cntlid, "hostnqn": c.hostnqn,
                      "hostid": str(c.hostid), "portid": c.port.portid,
-                     "io_queues": sorted(c.io), "kato_ms": int(c.keepalive.kato * 1000)}
+                     "io_queues": sorted(c.io), "kato_ms": int(c.keepalive.kato * 1000),
+                     "aers": len(c.aer.outstanding()), "events_sent": c.events_sent}
                     for c in self.registry.controllers()]
         return self.call(snap)
 

@@ -127,6 +127,7 @@ class Controller:
         self.changed_nsids: list[int] | None = []
         self.errors: deque = deque(maxlen=pages.ELPE + 1)
         self.error_count = 0
+        self.events_sent = 0  # AERs completed with an event (observability, tests)
         self.alive = True
         self.disc_snapshot = self._disc_entries() if self.discovery else None
         self._idctrl: bytes | None = None
@@ -284,6 +285,9 @@ class Controller:
         ready = self.aer.post(event)
         if ready is not None:
             cid, ev = ready
+            self.events_sent += 1
+            log.info("controller %d of %s: async event %#x sent", self.cntlid,
+                     self.subsystem.nqn, ev.dw0)
             self.admin.complete(cid, 0, dw0=ev.dw0)
 
     def namespace_changed(self, nsid: int) -> None:
@@ -495,6 +499,7 @@ def _async_event_request(ctrl: Controller, q, cid, sqe, data, c2h_length) -> Non
     except OverflowError:
         raise fail(SC_AER_LIMIT, SCT_COMMAND_SPECIFIC) from None
     if ready is not None:
+        ctrl.events_sent += 1
         q.complete(cid, 0, dw0=ready[1].dw0)
     # otherwise it stays outstanding until an event happens
 

@@ -212,6 +212,89 @@ def _():
          gone=wait_for(lambda: controller() is None, 15) is None or controller() is None)
 
 
+LIVE_PY = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
+                              TargetConfig)
+NQN2 = sys.argv[2]
+cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 4421),
+                           ListenConfig("127.0.0.1", 8010, discovery_only=True)],
+                   subsystems=[SubsystemConfig(NQN2, namespaces=[NamespaceConfig("mem:32M")])])
+with Target.serve(cfg) as t:
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "resize":
+            t.resize_namespace(NQN2, 1, cmd["size"])
+        elif op == "ana":
+            t.set_ana_state(NQN2, 1, 1, cmd["state"])
+        elif op == "add_subsystem":
+            t.add_subsystem(cmd["nqn"])
+        print(json.dumps({"controllers": t.controllers()}), flush=True)
+"""
+
+
+@step("live_changes")
+def _():
+    """A target driven at runtime (Python API): the kernel follows resize, ANA and discovery
+    log changes through the asynchronous events."""
+    nqn2, nqn3 = NQN + "-live", NQN + "-added"
+    open("/tmp/live.py", "w").write(LIVE_PY)
+    live = subprocess.Popen([PY, "/tmp/live.py", ROOT, nqn2], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def ask(**cmd):
+        live.stdin.write(json.dumps(cmd) + "\n")
+        live.stdin.flush()
+        return json.loads(live.stdout.readline())["controllers"]
+
+    try:
+        assert json.loads(live.stdout.readline())["ready"]
+        sh(["nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", "4421", "-n", nqn2,
+            "-q", HOSTNQN, "-I", HOSTID, "--nr-io-queues", "1"])
+        sh(["nvme", "discover", "-p", "-t", "tcp", "-a", "127.0.0.1", "-s", "8010", "-q", HOSTNQN,
+            "-I", HOSTID])
+        def armed():
+            ctrls = ask(op="status")
+            return ctrls if len(ctrls) == 2 and all(c["aers"] >= 1 for c in ctrls) else None
+        ctrls = wait_for(armed, 20)
+        ctrl = None
+        for d in glob.glob("/sys/class/nvme/nvme*"):
+            if open(d + "/subsysnqn").read().strip() == nqn2:
+                ctrl = os.path.basename(d)
+        dev = wait_for(lambda: (namespaces(ctrl) or {}).get(1))
+        size0 = int(sh(["blockdev", "--getsize64", dev]).stdout)
+        sh(f"dd if={dev} of=/dev/null bs=4k count=1 iflag=direct status=none")
+        # ANA first, while nothing reads the device: an inaccessible path fails I/O (path error)
+        ana_file = (glob.glob(f"/sys/class/nvme/{ctrl}/nvme*c*n1/ana_state") or [None])[0]
+        def ana(want):
+            return wait_for(lambda: ana_file and open(ana_file).read().strip() == want, 20)
+        ana0 = ana("optimized")
+        ask(op="ana", state="inaccessible")
+        ana1 = ana("inaccessible")
+        ask(op="ana", state="optimized")
+        ana2 = ana("optimized")
+        ask(op="resize", size=64 << 20)
+        size1 = wait_for(lambda: (lambda v: v if v == 64 << 20 else None)(
+            int(sh(["blockdev", "--getsize64", dev]).stdout)), 20)
+        ask(op="add_subsystem", nqn=nqn3)
+        def rearmed():
+            ctrls = ask(op="status")
+            disc = [c for c in ctrls if c["subnqn"].endswith(".discovery")]
+            return disc if disc and disc[0]["events_sent"] >= 1 and disc[0]["aers"] >= 1 else None
+        disc = wait_for(rearmed, 20)
+        ctrls = ask(op="status")
+        emit("live_changes", ctrls=ctrls, size0=size0, size1=size1, ana_file=ana_file,
+             ana=[bool(ana0), bool(ana1), bool(ana2)], disc_event=bool(disc))
+    finally:
+        sh(["nvme", "disconnect", "-n", nqn2], check=False)
+        sh(["nvme", "disconnect", "-n", "nqn.2014-08.org.nvmexpress.discovery"], check=False)
+        live.stdin.close()
+        live.wait(timeout=30)
+
+
 @step("target_stop")
 def _():
     target.send_signal(signal.SIGTERM)
@@ -325,6 +408,15 @@ def test_data_reached_the_backing_file(checks):
     assert checks["backing_file"]["equal"] and checks["backing_file"]["files"] == 23
 
 
+def test_kernel_follows_live_changes_through_async_events(checks):
+    live = checks["live_changes"]
+    assert live["size0"] == 32 << 20 and live["size1"] == 64 << 20  # NS attribute changed
+    assert live["ana_file"] and live["ana"] == [True, True, True]  # ANA change
+    assert live["disc_event"]  # discovery log change to the persistent discovery controller
+    io = [c for c in live["ctrls"] if not c["subnqn"].endswith(".discovery")]
+    assert io and io[0]["events_sent"] >= 3 and io[0]["aers"] >= 1  # consumed and re-armed
+
+
 def test_kernel_log_is_clean(checks):
     lines = checks["dmesg"]["lines"]
     # the refused stranger is the one expected complaint: SCT 1 / SC 84h with DNR = 0x4184
@@ -337,3 +429,4 @@ def test_kernel_log_is_clean(checks):
            and line not in refusal and "ret=16772" not in line]
     assert not bad, "\n".join(lines)
     assert any("new ctrl" in line and NQN in line for line in lines)
+    assert any("capacity change" in line for line in lines)
