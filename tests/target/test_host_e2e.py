@@ -101,3 +101,40 @@ def test_host_recovers_when_the_target_drops_the_association():
             t.call(lambda: [ctrl.drop("test") for ctrl in list(t.registry.controllers())])
             assert bytes(ns.read(0, 1)) == b"\x33" * 512
             assert c.cntlid != first
+
+
+def test_async_target_api_in_the_callers_loop():
+    """``async with Target(...)`` runs in the caller's event loop, next to an asyncio host."""
+    from pynvmetcp.target import Target
+
+    async def main():
+        async with Target(make_config()) as t:
+            async with await pynvmetcp.aconnect("127.0.0.1", t.port, NQN) as c:
+                ns = await c.namespace(1)
+                await ns.write(0, b"\x44" * 4096)
+                assert bytes(await ns.read(0, 8)) == b"\x44" * 4096
+            stopper = asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(
+                t.stop()))
+            await asyncio.wait_for(t.serve_forever(), 5)
+            stopper.cancel()
+
+    asyncio.run(main())
+
+
+def test_ipv6_loopback():
+    import socket
+
+    from pynvmetcp.target import ListenConfig
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    cfg = make_config(discovery_port=False)
+    cfg.listen = [ListenConfig("::1", 0)]
+    with running(cfg) as t:
+        log = pynvmetcp.discover("::1", t.port)
+        (e,) = [e for e in log.entries if e.subtype == 2]
+        assert (e.adrfam, e.traddr, int(e.trsvcid)) == (2, "::1", t.port)
+        with pynvmetcp.connect("::1", t.port, NQN) as c:
+            assert c.namespaces() == [1]
