@@ -109,8 +109,8 @@ async def _serve(target: Target) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    level = logging.WARNING if args.quiet else (logging.INFO, logging.INFO,
-                                                 logging.DEBUG)[min(args.verbose, 2)]
+    levels = (logging.INFO, logging.INFO, logging.DEBUG)
+    level = logging.WARNING if args.quiet else levels[min(args.verbose, 2)]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(level)

@@ -1,6 +1,7 @@
 """Floor 4: the userspace NVMe/TCP target.
 
-    from pynvmetcp.target import Target, TargetConfig, ListenConfig, SubsystemConfig, NamespaceConfig
+    from pynvmetcp.target import (Target, TargetConfig, ListenConfig, SubsystemConfig,
+                                  NamespaceConfig)
 
     config = TargetConfig(listen=[ListenConfig("127.0.0.1", 4420)],
                           subsystems=[SubsystemConfig("nqn.2024-01.io.example:disk",

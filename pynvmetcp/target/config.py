@@ -41,7 +41,7 @@ from .namespace import Namespace, open_backend, parse_size
 from .nqn import check_nqn
 from .port import Port
 from .registry import Registry
-from .subsystem import MAX_CNTLID, Subsystem, ana_state
+from .subsystem import MAX_CNTLID, Subsystem
 
 
 class ConfigError(ValueError):

@@ -40,6 +40,7 @@ SUPPORTED_AENS_IO = OAES_NS_ATTR | OAES_ANA_CHANGE
 SUPPORTED_AENS_DISCOVERY = OAES_DISC_LOG_CHANGE
 DCTYPE_DDC = 1  # direct discovery controller
 
+
 def _zero_fields(struct_) -> dict:
     """Every field of ``struct_`` at zero, as a dict to update and build from."""
     return {k: v for k, v in struct_.parse(bytes(IDENTIFY_LEN)).items() if not k.startswith("_")}

@@ -156,15 +156,17 @@ def test_io_queue_id_beyond_granted_queues(target):
     a, cntlid = admin(target.port, NQN)
     c = a.ok(C.set_features(FeatureId.NUM_QUEUES, 1 | 1 << 16))  # two I/O queues
     assert c.dw0 == 1 | 1 << 16
-    _io = io_queue(target.port, NQN, cntlid, 2)
+    io = io_queue(target.port, NQN, cntlid, 2)
     invalid_params(RawQueue(target.port, 3).connect(NQN, cntlid=cntlid), 42, False)
+    io.close()
 
 
 def test_same_qid_twice_is_refused(target):
     _a, cntlid = admin(target.port, NQN)
-    _io = io_queue(target.port, NQN, cntlid, 1)
+    io = io_queue(target.port, NQN, cntlid, 1)
     c = RawQueue(target.port, 1).connect(NQN, cntlid=cntlid)
     assert (sct(c), sc(c)) == (0, SC_CMD_SEQ)
+    io.close()
 
 
 def test_discovery_controller_has_no_io_queues(target):

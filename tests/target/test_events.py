@@ -180,11 +180,12 @@ def test_set_features_kato_applies(target):
 
 def test_target_lists_live_controllers(target):
     q, cntlid = admin(target.port, NQN)
-    _io = io_queue(target.port, NQN, cntlid)
+    io = io_queue(target.port, NQN, cntlid)
     (c,) = target.controllers()
     assert (c["subnqn"], c["cntlid"], c["hostnqn"], c["io_queues"]) == (NQN, cntlid, HOSTNQN,
                                                                         [1])
     q.close()
+    io.close()
     deadline = time.monotonic() + 3
     while target.controllers() and time.monotonic() < deadline:
         time.sleep(0.02)

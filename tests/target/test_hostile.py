@@ -1,4 +1,4 @@
-"""Hostile PDUs over a real socket: a C2HTermReq with FES/FEI, then that connection (only) closes."""
+"""Hostile PDUs over a real socket: a C2HTermReq with FES/FEI, then only that connection closes."""
 from __future__ import annotations
 
 import socket
@@ -157,8 +157,8 @@ def test_garbage_on_many_connections_at_once(target, bystander):
         s.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(junk=st.binary(min_size=8, max_size=300), after_ic=st.booleans())
 def test_random_bytes_never_harm_the_target(junk, after_ic):
     """Arbitrary bytes get a TermReq (or nothing, if incomplete) and never break others."""
