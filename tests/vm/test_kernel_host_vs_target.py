@@ -218,7 +218,7 @@ sys.path.insert(0, sys.argv[1])
 from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
                               TargetConfig)
 NQN2 = sys.argv[2]
-cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 4421),
+cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 4421), ListenConfig("127.0.0.1", 4422),
                            ListenConfig("127.0.0.1", 8010, discovery_only=True)],
                    subsystems=[SubsystemConfig(NQN2, namespaces=[NamespaceConfig("mem:32M")])])
 with Target.serve(cfg) as t:
@@ -229,7 +229,7 @@ with Target.serve(cfg) as t:
         if op == "resize":
             t.resize_namespace(NQN2, 1, cmd["size"])
         elif op == "ana":
-            t.set_ana_state(NQN2, 1, 1, cmd["state"])
+            t.set_ana_state(NQN2, cmd["port"], 1, cmd["state"])
         elif op == "add_subsystem":
             t.add_subsystem(cmd["nqn"])
         print(json.dumps({"controllers": t.controllers()}), flush=True)
@@ -238,8 +238,9 @@ with Target.serve(cfg) as t:
 
 @step("live_changes")
 def _():
-    """A target driven at runtime (Python API): the kernel follows resize, ANA and discovery
-    log changes through the asynchronous events."""
+    """A target driven at runtime (Python API), reached through two ports (two paths): the
+    kernel joins them under one multipath head and follows ANA, resize and discovery log changes
+    through the asynchronous events."""
     nqn2, nqn3 = NQN + "-live", NQN + "-added"
     open("/tmp/live.py", "w").write(LIVE_PY)
     live = subprocess.Popen([PY, "/tmp/live.py", ROOT, nqn2], stdin=subprocess.PIPE,
@@ -250,50 +251,70 @@ def _():
         live.stdin.flush()
         return json.loads(live.stdout.readline())["controllers"]
 
+    def ctrl_at(port):
+        for d in glob.glob("/sys/class/nvme/nvme*"):
+            try:
+                if (open(d + "/subsysnqn").read().strip() == nqn2
+                        and f"trsvcid={port}" in open(d + "/address").read()):
+                    return os.path.basename(d)
+            except OSError:
+                pass
+
+    def ana_of(ctrl):
+        files = glob.glob(f"/sys/class/nvme/{ctrl}/nvme*c*n1/ana_state")
+        return open(files[0]).read().strip() if files else None
+
+    def dd_ok(dev):
+        data = os.urandom(64 << 10)
+        open("/tmp/live_pattern", "wb").write(data)
+        sh(f"dd if=/tmp/live_pattern of={dev} bs=64k seek=3 oflag=direct status=none")
+        sh(f"dd if={dev} of=/tmp/live_back bs=64k skip=3 count=1 iflag=direct status=none")
+        return open("/tmp/live_back", "rb").read() == data
+
     try:
         assert json.loads(live.stdout.readline())["ready"]
-        sh(["nvme", "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", "4421", "-n", nqn2,
-            "-q", HOSTNQN, "-I", HOSTID, "--nr-io-queues", "1"])
+        base = ["-t", "tcp", "-a", "127.0.0.1", "-n", nqn2, "-q", HOSTNQN, "-I", HOSTID,
+                "--nr-io-queues", "1"]
+        sh(["nvme", "connect", "-s", "4421", "--disable-sqflow"] + base)
+        sh(["nvme", "connect", "-s", "4422"] + base)
         sh(["nvme", "discover", "-p", "-t", "tcp", "-a", "127.0.0.1", "-s", "8010", "-q", HOSTNQN,
             "-I", HOSTID])
-        def armed():
-            ctrls = ask(op="status")
-            return ctrls if len(ctrls) == 2 and all(c["aers"] >= 1 for c in ctrls) else None
-        ctrls = wait_for(armed, 20)
-        ctrl = None
-        for d in glob.glob("/sys/class/nvme/nvme*"):
-            if open(d + "/subsysnqn").read().strip() == nqn2:
-                ctrl = os.path.basename(d)
-        dev = wait_for(lambda: (namespaces(ctrl) or {}).get(1))
+        armed = wait_for(lambda: (lambda cs: cs if len(cs) == 3 and all(c["aers"] >= 1
+                                                                        for c in cs) else None)(
+            ask(op="status")), 20)
+        c1, c2 = wait_for(lambda: ctrl_at(4421)), wait_for(lambda: ctrl_at(4422))
+        heads = wait_for(lambda: sorted(set(namespaces(c1).values()) | set(namespaces(c2).values()))
+                         if namespaces(c1) and namespaces(c2) else None)
+        dev = heads[0]
+        wait_for(lambda: os.path.exists(dev))
+        paths = sorted(os.path.basename(p) for c in (c1, c2)
+                       for p in glob.glob(f"/sys/class/nvme/{c}/nvme*c*n1"))
+        io_ok = [dd_ok(dev)]
+        ana_seen = [ana_of(c1), ana_of(c2)]
+        ask(op="ana", port=1, state="inaccessible")  # path 1 down: I/O goes through path 2
+        wait_for(lambda: ana_of(c1) == "inaccessible")
+        ana_seen += [ana_of(c1), ana_of(c2)]
+        io_ok.append(dd_ok(dev))
+        ask(op="ana", port=1, state="optimized")
+        wait_for(lambda: ana_of(c1) == "optimized")
+        ana_seen += [ana_of(c1), ana_of(c2)]
         size0 = int(sh(["blockdev", "--getsize64", dev]).stdout)
-        sh(f"dd if={dev} of=/dev/null bs=4k count=1 iflag=direct status=none")
-        # ANA first, while nothing reads the device: an inaccessible path fails I/O (path error)
-        ana_file = (glob.glob(f"/sys/class/nvme/{ctrl}/nvme*c*n1/ana_state") or [None])[0]
-        def ana(want):
-            return wait_for(lambda: ana_file and open(ana_file).read().strip() == want, 20)
-        ana0 = ana("optimized")
-        ask(op="ana", state="inaccessible")
-        ana1 = ana("inaccessible")
-        ask(op="ana", state="optimized")
-        ana2 = ana("optimized")
         ask(op="resize", size=64 << 20)
         size1 = wait_for(lambda: (lambda v: v if v == 64 << 20 else None)(
             int(sh(["blockdev", "--getsize64", dev]).stdout)), 20)
+        io_ok.append(dd_ok(dev))
         ask(op="add_subsystem", nqn=nqn3)
         def rearmed():
-            ctrls = ask(op="status")
-            disc = [c for c in ctrls if c["subnqn"].endswith(".discovery")]
+            disc = [c for c in ask(op="status") if c["subnqn"].endswith(".discovery")]
             return disc if disc and disc[0]["events_sent"] >= 1 and disc[0]["aers"] >= 1 else None
         disc = wait_for(rearmed, 20)
-        ctrls = ask(op="status")
-        emit("live_changes", ctrls=ctrls, size0=size0, size1=size1, ana_file=ana_file,
-             ana=[bool(ana0), bool(ana1), bool(ana2)], disc_event=bool(disc))
+        emit("live_changes", ctrls=ask(op="status"), armed=bool(armed), heads=heads, paths=paths,
+             ana=ana_seen, io_ok=io_ok, size0=size0, size1=size1, disc_event=bool(disc))
     finally:
         sh(["nvme", "disconnect", "-n", nqn2], check=False)
         sh(["nvme", "disconnect", "-n", "nqn.2014-08.org.nvmexpress.discovery"], check=False)
         live.stdin.close()
         live.wait(timeout=30)
-
 
 @step("target_stop")
 def _():
@@ -410,11 +431,16 @@ def test_data_reached_the_backing_file(checks):
 
 def test_kernel_follows_live_changes_through_async_events(checks):
     live = checks["live_changes"]
+    assert live["armed"]  # every controller (two paths, one persistent discovery) armed an AER
+    assert len(live["heads"]) == 1 and len(live["paths"]) == 2  # one multipath head, two paths
+    # ANA change: path 1 inaccessible while path 2 stays optimized, then back
+    assert live["ana"] == ["optimized", "optimized", "inaccessible", "optimized",
+                           "optimized", "optimized"]
+    assert live["io_ok"] == [True, True, True]  # I/O kept working on the other path
     assert live["size0"] == 32 << 20 and live["size1"] == 64 << 20  # NS attribute changed
-    assert live["ana_file"] and live["ana"] == [True, True, True]  # ANA change
     assert live["disc_event"]  # discovery log change to the persistent discovery controller
     io = [c for c in live["ctrls"] if not c["subnqn"].endswith(".discovery")]
-    assert io and io[0]["events_sent"] >= 3 and io[0]["aers"] >= 1  # consumed and re-armed
+    assert len(io) == 2 and all(c["events_sent"] >= 1 and c["aers"] >= 1 for c in io)
 
 
 def test_kernel_log_is_clean(checks):
