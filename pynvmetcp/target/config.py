@@ -7,7 +7,8 @@
 
     [[listen]]
     address = "127.0.0.1:4420"     # an I/O port (it answers discovery too)
-    [listen.ana]                   # ANA group → state through this port, for every subsystem
+    [listen.ana]                   # ANA group → state through this port (every subsystem
+                                   # of this file; at runtime: Target.set_ana_state)
     2 = "inaccessible"
 
     [[listen]]

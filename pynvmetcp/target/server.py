@@ -171,8 +171,11 @@ class Connection(asyncio.BufferedProtocol):
         log.debug("%r: closing: %s", self, reason)
         transport = self.transport
         transport.close()
-        asyncio.get_running_loop().call_later(
-            CLOSE_GRACE, lambda: transport.is_closing() and transport.abort())
+        try:  # a peer that never reads must not keep a closed connection alive forever
+            asyncio.get_running_loop().call_later(
+                CLOSE_GRACE, lambda: transport.is_closing() and transport.abort())
+        except RuntimeError:  # not in the loop (shutting down): nothing left to wait for
+            transport.abort()
 
     def _flush(self) -> None:
         buffers = self.engine.data_to_send()

@@ -114,7 +114,11 @@ main = "pynvmetcp" if importlib.util.find_spec("pynvmetcp.__main__") else "pynvm
 args = [PY, "-m", main] + (["target"] if main == "pynvmetcp" else []) + [
     "--listen", "127.0.0.1:4420", "--discovery-port", "8009", "--subsystem", NQN,
     "--namespace", "/tmp/disk.img", "--namespace", "mem:64M", "--allow-host", HOSTNQN, "-vv"]
-log = open(os.path.join(OUT, "target.log"), "w")
+try:
+    log = open(os.path.join(OUT, "target.log"), "w")
+except OSError:  # the shared directory is not writable here: keep the log in the guest
+    OUT = "/tmp"
+    log = open(os.path.join(OUT, "target.log"), "w")
 target = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                           env=dict(os.environ, PYTHONPATH=ROOT))
 wait_port(4420, target)
