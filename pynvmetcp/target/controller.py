@@ -219,6 +219,7 @@ class Controller:
             if q.qid == 0:
                 raise fail(SC_INVALID_QUEUE_TYPE, SCT_COMMAND_SPECIFIC, fabrics=True)
             q.complete(cid, 0)
+            self.queue_lost(q)  # the QID is free again at once, not only when the socket ends
             q.close("host sent Disconnect")
             return
         if q.qid or fctype not in (FabricsType.PROPERTY_GET, FabricsType.PROPERTY_SET):
