@@ -174,3 +174,17 @@ def test_event_waits_for_an_aer(target):
     q.ok(C.set_features(FeatureId.ASYNC_EVENT, 1 << 31))
     target.add_subsystem(NQN2)
     assert q.ok(C.async_event_request()).dw0 == DISC_CHANGE_DW0
+
+
+def test_ports_added_and_removed_at_runtime(target):
+    q, _ = admin(target.discovery_port, DISCOVERY_NQN)
+    port = target.add_port("127.0.0.1", 0)
+    assert port.trsvcid > 0
+    assert (NQN, "127.0.0.1", port.trsvcid, port.portid) in nvm_entries(parse(read_log(q))[1])
+    a, _ = admin(port.trsvcid, NQN)
+    target.remove_port(port.portid)
+    assert a.read_until_closed() == b""  # its associations end with it
+    assert all(p != port.portid for *_, p in nvm_entries(parse(read_log(q))[1]))
+    target.add_referral("192.0.2.9", 8009)
+    target.remove_referral("192.0.2.9", 8009)
+    assert [e for e in parse(read_log(q))[1] if e.subtype == 1] == []
