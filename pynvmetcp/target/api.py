@@ -36,7 +36,8 @@ class Target:
         self.config = config or TargetConfig()
         self.registry: Registry = self.config.build_registry()
         self.server = TargetServer(self.registry, options=self.config.options(),
-                                   keepalive_tick=self.config.keepalive_tick)
+                                   keepalive_tick=self.config.keepalive_tick,
+                                   connect_timeout=self.config.connect_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None

@@ -133,6 +133,7 @@ class TargetConfig:
     max_transfer: int = 1 << 20
     in_capsule_data: int = 16384
     keepalive_tick: float = 0.25
+    connect_timeout: float = 30.0  # a connection must send Connect within this many seconds
     current_discovery_entry: bool = True
 
     # ---- loading ----
@@ -156,6 +157,7 @@ class TargetConfig:
         cfg.max_transfer = limits.size("max_transfer", cfg.max_transfer)
         cfg.in_capsule_data = limits.size("in_capsule_data", cfg.in_capsule_data)
         cfg.keepalive_tick = limits.float("keepalive_tick", cfg.keepalive_tick)
+        cfg.connect_timeout = limits.float("connect_timeout", cfg.connect_timeout)
         cfg.current_discovery_entry = limits.bool("current_discovery_entry", True)
         limits.done()
         for lt in t.tables("listen"):

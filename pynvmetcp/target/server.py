@@ -47,6 +47,7 @@ class Connection(asyncio.BufferedProtocol):
         self.peer = "?"
         self.local_addr = ""
         self.closing = False
+        self._connect_timer: asyncio.TimerHandle | None = None
         self._batch = False
         self._scratch: bytearray | None = None
 
@@ -69,6 +70,14 @@ class Connection(asyncio.BufferedProtocol):
         self.local_addr = local[0]
         self.server.connections.add(self)
         log.debug("connection from %s on port %s", self.peer, self.port)
+        # a connection that never becomes a queue would hold its socket forever
+        self._connect_timer = asyncio.get_running_loop().call_later(
+            self.server.connect_timeout, self._connect_timed_out)
+
+    def _connect_timed_out(self) -> None:
+        if self.controller is None:
+            log.info("%r: no Connect within %.0f s; closing", self, self.server.connect_timeout)
+            self.close("no Connect in time")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.closing or self.engine.state is QueueState.TERMINATED:
@@ -103,6 +112,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc) -> None:
         self.closing = True
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
         self.server.connections.discard(self)
         if self.controller is not None:
             self.controller.queue_lost(self)
@@ -187,8 +198,10 @@ class TargetServer:
     """Listens on the registry's ports and runs the keep-alive timer, in one event loop."""
 
     def __init__(self, registry: Registry, *, options: ControllerOptions | None = None,
-                 maxh2cdata: int = LINUX_MAXH2CDATA, keepalive_tick: float = 0.25) -> None:
+                 maxh2cdata: int = LINUX_MAXH2CDATA, keepalive_tick: float = 0.25,
+                 connect_timeout: float = 30.0) -> None:
         self.registry = registry
+        self.connect_timeout = connect_timeout
         self.options = options or ControllerOptions()
         self.maxh2cdata = maxh2cdata
         self.keepalive_tick = keepalive_tick

@@ -183,3 +183,17 @@ def test_random_bytes_never_harm_the_target(junk, after_ic):
 
 def test_crc_helper_is_castagnoli():
     assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_a_connection_that_never_connects_is_closed():
+    from tests.target.support import make_config
+
+    cfg = make_config()
+    cfg.connect_timeout = 0.3
+    with running(cfg) as t:
+        idle = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+        ic_only = RawQueue(t.port)  # ICReq done, but no Connect
+        a, _ = admin(t.port, NQN)
+        assert idle.recv(100) == b""
+        assert ic_only.read_until_closed() == b""
+        assert a.cmd(C.keep_alive()).status == 0  # connected queues are not affected
