@@ -144,7 +144,11 @@ class Target:
         self._thread = None
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` in the target's loop thread and return its result (or raise its error)."""
+        """Run ``fn`` in the target's loop thread and return its result (or raise its error).
+
+        Called from inside the target's own loop, ``fn`` runs directly; a coroutine it returns
+        (``add_port``, ``remove_port``) is then returned unawaited, for the caller to await.
+        """
         loop = self._loop
         if loop is None or not loop.is_running():
             return fn(*args, **kwargs)

@@ -45,7 +45,15 @@ def ana_state(value: str | int | AnaState) -> AnaState:
 
 
 class Subsystem:
-    """An NVM subsystem; mutate it from the target's event loop thread only."""
+    """An NVM subsystem; mutate it from the target's event loop thread only.
+
+    ``hosts`` is the access list (empty: any host, unless ``allow_any_host=False``);
+    ``ports`` limits the port IDs it is exported on (None: every I/O port);
+    ``cntlid_min``/``cntlid_max`` bound the controller IDs it hands out — two targets serving
+    the same subsystem NQN to one Linux host (multipath across targets) need disjoint ranges,
+    because the kernel refuses a second controller with a CNTLID it already has in that
+    subsystem; ``max_nsid`` is NN (and MNAN, ANAGRPMAX) in Identify Controller.
+    """
 
     is_discovery = False
 
