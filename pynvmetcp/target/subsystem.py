@@ -131,6 +131,8 @@ class Subsystem:
             raise ValueError(f"NSID {nsid} out of range 1..{self.max_nsid}")
         if nsid in self.namespaces:
             raise ValueError(f"NSID {nsid} is already used in {self.nqn}")
+        if ns.ana_group > self.max_nsid:
+            raise ValueError(f"ANA group {ns.ana_group} is above ANAGRPMAX {self.max_nsid}")
         ns.assign(self.nqn, nsid)
         for other in self.namespaces.values():
             if other.uuid == ns.uuid or other.nguid == ns.nguid:
@@ -189,8 +191,8 @@ class Subsystem:
     def set_ana_state(self, portid: int, group: int, state: str | int | AnaState) -> bool:
         """Change a group's state as seen through port ``portid``; True when it changed."""
         state = ana_state(state)
-        if not 1 <= group <= 0xFFFFFFFE:
-            raise ValueError(f"ANA group {group} out of range")
+        if not 1 <= group <= self.max_nsid:  # Linux warns about a GRPID above ANAGRPMAX
+            raise ValueError(f"ANA group {group} out of range 1..{self.max_nsid}")
         self._extra_groups.add(group)
         if self.ana_state(portid, group) == state:
             return False
