@@ -213,7 +213,14 @@ def parse_ns_descriptors(page: bytes) -> dict[int, bytes]:
 
 
 def build_ns_descriptors(ids: dict[int, bytes]) -> bytes:
+    """A CNS 3 page (exactly 4096 bytes) from NIDT → NID; ``parse_ns_descriptors`` reads it back."""
+    for t, v in ids.items():
+        if not 1 <= t <= 0xFF or len(v) > 0xFF:
+            raise ValueError(f"namespace identifier type {t} / length {len(v)} out of range")
     out = b"".join(NsIdDescriptor.build({"nidt": t, "nidl": len(v), "nid": v})
                    for t, v in sorted(ids.items()))
+    if len(out) > IDENTIFY_LEN:
+        raise ValueError(f"namespace identification descriptors take {len(out)} bytes, "
+                         f"more than the {IDENTIFY_LEN}-byte page")
     return out.ljust(IDENTIFY_LEN, b"\0")
 
