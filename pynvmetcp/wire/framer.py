@@ -37,7 +37,9 @@ _XFER = (PduType.H2CData, PduType.C2HData)
 _HDGSTF, _DDGSTF, _LAST, _SUCCESS = (PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.LAST_PDU,
                                      PduFlags.SUCCESS)
 
-DataSink = Callable[[PduBase], "memoryview | None"]
+#: Called with a data PDU's header before its payload arrives; returns a writable buffer of exactly
+#: the payload's length to receive it in place (any other answer: the framer allocates one).
+DataSink = Callable[[PduBase], "memoryview | bytearray | None"]
 
 
 class Framer:
@@ -232,7 +234,9 @@ class Framer:
             self._emit(out)
             return True
         view = self.data_sink(pdu) if self.data_sink else None
-        if view is None or len(view) != data_len:
+        if view is not None and (type(view) is not memoryview or view.format != "B"):
+            view = memoryview(view).cast("B")  # a bytearray's slices would be copies
+        if view is None or len(view) != data_len or view.readonly:
             view = memoryview(bytearray(data_len))
         self._data = view
         pdu.data = view
