@@ -25,6 +25,7 @@ from .pdus import PDU_CLASSES, PduBase
 
 _HEADER, _DATA, _DDGST = range(3)
 _DIRECT_MIN = 8192  # payload remainders at least this big are received in place
+_MIN_STAGING = 4096  # holds any PDU header up to its PDO (≤ 255 bytes) with room to receive
 _FEI_TYPE, _FEI_FLAGS, _FEI_HLEN, _FEI_PDO, _FEI_PLEN, _FEI_DATAL = 0, 1, 2, 3, 4, 16
 _VALID_TYPES = frozenset(int(t) for t in PduType)
 # Per-type facts as tuples indexed by the type byte: the per-PDU path avoids enum and dict work.
@@ -53,6 +54,8 @@ class Framer:
     def __init__(self, receiver: str, *, max_data: int = 1 << 20, staging: int = 1 << 18) -> None:
         if receiver not in ("host", "controller"):
             raise ValueError("receiver must be 'host' or 'controller'")
+        if staging < _MIN_STAGING:
+            raise ValueError(f"staging must be at least {_MIN_STAGING} bytes")
         self.receiver = receiver
         self._direction = 1 if receiver == "host" else 0  # required value of the type's bit 0
         self.hdgst = False
