@@ -72,13 +72,16 @@ class Framer:
         self._data: memoryview | None = None
         self._filled = 0
         self._direct = False
-        self._failed: ProtocolError | None = None
+        # (message, fes, fei, header) of the fatal error, not the exception itself: the exception's
+        # traceback holds frames that hold this framer, and that cycle would keep the staging and
+        # data buffers of every failed connection alive until the cyclic garbage collector ran.
+        self._failed: tuple | None = None
 
     # ---- receiving ----
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next received bytes should be written."""
         if self._failed:
-            raise self._failed
+            raise ProtocolError(*self._failed)
         if self._state == _DATA and self._rd == self._wr:
             remaining = len(self._data) - self._filled
             if remaining >= _DIRECT_MIN:
@@ -95,6 +98,8 @@ class Framer:
 
     def buffer_updated(self, nbytes: int) -> list[PduBase]:
         """Account for ``nbytes`` written into the last ``get_buffer()`` and return whole PDUs."""
+        if self._failed:
+            raise ProtocolError(*self._failed)
         if self._direct:
             self._direct = False
             self._filled += nbytes
@@ -151,7 +156,7 @@ class Framer:
                     pdu.ddgst_ok = crc32c(pdu.data) == pdu.ddgst
                     self._emit(out)
         except ProtocolError as exc:
-            self._failed = exc
+            self._failed = (str(exc), exc.fes, exc.fei, exc.header)
             raise
 
     def _fail(self, msg: str, fes: int, fei: int, header=None) -> None:
