@@ -178,9 +178,19 @@ class Framer:
                        Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
         hd = 0
         if _DIGESTIBLE[t]:
-            if bool(flags & _HDGSTF) != self.hdgst or (flags & _DDGSTF and not self.ddgst):
-                self._fail(f"digest flags {flags:#x} do not match the negotiated digests",
+            # Digest flags are part of FLAGS, so they are judged before HLEN/PDO/PLEN: HDGSTF iff
+            # negotiated; DDGSTF iff negotiated and the PDU carries data (a data PDU always does,
+            # a CapsuleCmd when PDO is set).
+            with_data = _CARRIES[t] and (pdo != 0 or t in _XFER)
+            if bool(flags & _HDGSTF) != self.hdgst:
+                self._fail(f"HDGSTF in flags {flags:#x} does not match the negotiated header "
+                           f"digest ({'on' if self.hdgst else 'off'})",
                            Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
+            if bool(flags & _DDGSTF) != (self.ddgst and with_data):
+                why = ("data digest negotiated but DDGSTF not set" if self.ddgst and with_data
+                       else "DDGSTF set on a PDU without data" if self.ddgst
+                       else "DDGSTF set but data digests were not negotiated")
+                self._fail(why, Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
             hd = DIGEST_LEN if self.hdgst else 0
         if hlen != _HLEN[t]:
             self._fail(f"hlen {hlen} is not {_HLEN[t]} for {PduType(t).name}",
@@ -201,9 +211,6 @@ class Framer:
             if data_len <= 0:
                 self._fail(f"plen {plen} leaves no data after pdo {pdo}",
                            Fes.INVALID_HEADER_FIELD, _FEI_PLEN)
-            if self.ddgst and not dd:
-                self._fail("data digest negotiated but DDGSTF not set",
-                           Fes.INVALID_HEADER_FIELD, _FEI_FLAGS)
             if data_len > self.max_data:
                 self._fail(f"{PduType(t).name} carries {data_len} bytes, limit {self.max_data}",
                            Fes.DATA_TRANSFER_LIMIT_EXCEEDED, _FEI_PLEN)
@@ -215,9 +222,6 @@ class Framer:
             if t in _XFER:
                 self._fail(f"{PduType(t).name} without data", Fes.INVALID_HEADER_FIELD,
                            _FEI_PDO)
-            if flags & _DDGSTF:
-                self._fail("DDGSTF set on a PDU without data", Fes.INVALID_HEADER_FIELD,
-                           _FEI_FLAGS)
             if plen != hlen + hd:
                 self._fail(f"plen {plen} is not {hlen + hd} for {PduType(t).name}",
                            Fes.INVALID_HEADER_FIELD, _FEI_PLEN)
