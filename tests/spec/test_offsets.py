@@ -111,8 +111,8 @@ INT_FIELDS = [
         ("warning_temp_time", 192, 4), ("critical_comp_time", 196, 4),
         ("temp_sensor.0", 200, 2), ("temp_sensor.7", 214, 2),
         ("thm_temp1_trans_count", 216, 4), ("thm_temp2_total_time", 228, 4)]],
-    *[(logpages.AnaLogHeader, 16, f, off, w) for f, off, w in [("chgcnt", 0, 8),
-                                                              ("ngrps", 8, 2)]],
+    *[(logpages.AnaLogHeader, 16, f, off, w)
+      for f, off, w in [("chgcnt", 0, 8), ("ngrps", 8, 2)]],
 ]
 
 

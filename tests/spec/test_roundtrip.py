@@ -163,8 +163,8 @@ def test_text_fields_are_padded_and_stripped():
 # ---- variable-size structures ----
 
 @SETTINGS
-@given(nidt=st.integers(0, 255), nid=st.binary(max_size=255), rsvd=st.binary(min_size=2,
-                                                                            max_size=2))
+@given(nidt=st.integers(0, 255), nid=st.binary(max_size=255),
+       rsvd=st.binary(min_size=2, max_size=2))
 def test_ns_id_descriptor(nidt, nid, rsvd):
     value = {"nidt": nidt, "nidl": len(nid), "rsvd": rsvd, "nid": nid}
     raw, parsed, again = roundtrip(identify.NsIdDescriptor, value)
@@ -214,8 +214,8 @@ _EXAT = st.builds(lambda t, v: {"exattype": t, "exatlen": len(v), "exatval": v},
 @given(exat=_EXAT)
 def test_extended_attribute(exat):
     raw, parsed, again = roundtrip(logpages.ExtendedAttribute, exat)
-    assert raw[:4] == exat["exattype"].to_bytes(2, "little") + exat["exatlen"].to_bytes(2,
-                                                                                      "little")
+    head = exat["exattype"].to_bytes(2, "little") + exat["exatlen"].to_bytes(2, "little")
+    assert raw[:4] == head
     assert parsed == exat and again == raw
 
 
