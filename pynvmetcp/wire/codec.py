@@ -63,6 +63,8 @@ def _finish(header: bytes, hdgst: bool, pad: int, data, ddgst_flag: bool) -> lis
 def capsule_cmd(sqe: bytes, data=None, *, hdgst: bool = False, ddgst: bool = False,
                 pda: int = 0) -> list:
     """A CapsuleCmd PDU; ``data`` is in-capsule data (None or empty for none)."""
+    if len(sqe) != 64:  # struct's "64s" would silently pad or cut it
+        raise ValueError(f"an SQE is 64 bytes, not {len(sqe)}")
     n = len(data) if data is not None else 0
     flags, pdo, pad, plen = _layout(PduType.CapsuleCmd, n, hdgst, ddgst, pda)
     header = _CMD.pack(PduType.CapsuleCmd, flags, 72, pdo, plen, sqe)
@@ -92,12 +94,18 @@ def _xfer(pdu_type: int, extra_flags: int, cccid: int, ttag: int, offset: int, l
 
 def h2c_data(cccid: int, ttag: int, datao: int, data, *, last: bool, hdgst: bool = False,
              ddgst: bool = False, pda: int = 0) -> list:
+    if not len(data):
+        raise ValueError("an H2CData PDU carries at least one byte")
     return _xfer(PduType.H2CData, PduFlags.LAST_PDU if last else 0, cccid, ttag, datao,
                  len(data), data, hdgst, ddgst, pda)
 
 
 def c2h_data(cccid: int, datao: int, data, *, last: bool, success: bool = False,
              hdgst: bool = False, ddgst: bool = False, pda: int = 0) -> list:
+    if not len(data):
+        raise ValueError("a C2HData PDU carries at least one byte")
+    if success and not last:
+        raise ValueError("SUCCESS is only valid on the last C2HData PDU")
     extra = (PduFlags.LAST_PDU if last else 0) | (PduFlags.SUCCESS if success else 0)
     return _xfer(PduType.C2HData, extra, cccid, 0, datao, len(data), data, hdgst, ddgst, pda)
 

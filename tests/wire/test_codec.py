@@ -128,6 +128,19 @@ def test_codec_defaults():
     assert codec.encode(codec.capsule_cmd(bytes(64), ddgst=True))[1] == 0
 
 
+def test_codec_refuses_to_encode_invalid_pdus():
+    """Caller mistakes are ValueErrors here, not PDUs that every receiver answers with a TermReq."""
+    for sqe in (bytes(63), bytes(65), b""):
+        with pytest.raises(ValueError):
+            codec.capsule_cmd(sqe)
+    with pytest.raises(ValueError):
+        codec.h2c_data(1, 1, 0, b"", last=True)
+    with pytest.raises(ValueError):
+        codec.c2h_data(1, 0, memoryview(b""), last=True)
+    with pytest.raises(ValueError):
+        codec.c2h_data(1, 0, b"x", last=False, success=True)
+
+
 # ---- framer ≡ Pdu.parse on the same bytes ----
 
 def _parse_fields(raw: bytes) -> dict:
