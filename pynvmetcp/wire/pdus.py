@@ -2,6 +2,10 @@
 
 The header fields keep the specification's names. ``raw_header`` is the PDU's first ``hlen`` bytes,
 kept because a TermReq must copy the offending header back and the capture decoder re-encodes it.
+
+The framer builds each record with one positional call (keywords cost twice as much per PDU), so
+the field order below — the base fields, then the type's own in wire order — is part of the
+contract with ``wire.framer``; the tests decode every type and compare each field.
 """
 from __future__ import annotations
 
