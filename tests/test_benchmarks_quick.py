@@ -1,0 +1,65 @@
+"""Every benchmark script runs (``--quick`` smoke size) and ends with RATIO lines; no timing is
+asserted — performance is measured by ``python -m benchmarks``, not tested."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.stem.startswith("_"))
+RATIO = re.compile(r"^RATIO ([A-Za-z0-9_]+)=(\S+)$")
+EXPECTED = {"codec": {"codec_decode_vs_struct", "codec_encode_vs_struct",
+                      "construct_compiled_vs_interpreted"},
+            "digest": {"digest_vs_memcpy_4k", "digest_vs_memcpy_64k", "digest_vs_memcpy_1m"}}
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _ratios(stdout: str) -> dict[str, float]:
+    return {m[1]: float(m[2]) for m in map(RATIO.match, stdout.splitlines()) if m}
+
+
+def test_the_benchmarks_are_there():
+    assert {"codec", "digest"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_quick_run(name, tmp_path):
+    args = ["-m", f"benchmarks.{name}", "--quick"]
+    harness = "_harness" in (ROOT / "benchmarks" / f"{name}.py").read_text()
+    if harness:
+        args += ["--out", str(tmp_path), "--no-plot"]
+    proc = _run(*args)
+    if name == "ioctl" and proc.returncode != 0 and "unavailable" in proc.stdout:
+        pytest.skip(f"the cffi module is not built: {proc.stdout.strip().splitlines()[0]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    ratios = _ratios(proc.stdout)
+    assert ratios, proc.stdout
+    assert EXPECTED.get(name, set()) <= ratios.keys(), proc.stdout
+    assert RATIO.match(lines[-1]), "the RATIO lines come last"
+    assert all(math.isfinite(v) and v > 0 for v in ratios.values()), ratios
+    if harness:
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["quick"] is True and data["rounds"] >= 5
+        assert data["ratios"].keys() == ratios.keys()
+        for row in data["rows"]:
+            assert len(row["candidate_ns"]) == len(row["baseline_ns"]) >= 5
+
+
+def test_run_all_entry_point():
+    proc = _run("-m", "benchmarks", "--quick", "--only", "digest")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = proc.stdout.split("=== summary", 1)[1]
+    assert "RATIO digest_vs_memcpy_64k=" in summary
+    bad = _run("-m", "benchmarks", "--only", "no_such_benchmark")
+    assert bad.returncode != 0 and "no such benchmark" in bad.stderr
