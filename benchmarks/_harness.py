@@ -222,7 +222,7 @@ class Report:
             print("(matplotlib not installed: no plot)")
             return None
         n = len(self.rows)
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * n + 2), 4.5))
+        fig, ax = plt.subplots(figsize=(min(14, max(6, 0.7 * n + 2)), 5))
         xs = range(n)
         w = 0.38
         for off, label, pick in ((-w / 2, "candidate", lambda r: r.candidate_ns),
@@ -230,12 +230,14 @@ class Report:
             med = [statistics.median(pick(r)) for r in self.rows]
             lo = [m - min(pick(r)) for m, r in zip(med, self.rows)]
             hi = [max(pick(r)) - m for m, r in zip(med, self.rows)]
-            ax.bar([x + off for x in xs], med, w, yerr=[lo, hi], capsize=3, label=label)
+            ax.bar([x + off for x in xs], med, w, yerr=[lo, hi], capsize=3,
+                   label=f"{label} (left/right of each pair)")
         for x, r in zip(xs, self.rows):
             ax.annotate(f"{r.ratio:.2f}×", (x, max(r.candidate_median, r.baseline_median)),
                         ha="center", va="bottom", fontsize=8, xytext=(0, 4),
                         textcoords="offset points")
-        ax.set_xticks(list(xs), [r.name for r in self.rows], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(list(xs), [f"{r.name}\n{r.candidate} vs {r.baseline}" for r in self.rows],
+                      rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("ns per operation (median, min–max)")
         ax.set_yscale("log")
         ax.set_title(self.question, fontsize=9)
