@@ -1,0 +1,50 @@
+"""The `pynvmetcp` command, shaped like nvme-cli: one module per subcommand.
+
+Every error a user can cause or meet (bad input, an NVMe status, a lost connection, a missing
+kernel feature) becomes one readable line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import NvmeTcpError
+
+COMMANDS = ["discover", "connect", "disconnect", "list", "identify", "io", "getlog", "target",
+            "decode"]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="pynvmetcp", description="NVMe over TCP in Python")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    owners: dict[str, object] = {}
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ImportError:
+            continue  # an optional command whose module is absent
+        before = set(sub.choices)
+        module.register(sub)
+        for cmd in set(sub.choices) - before:
+            owners[cmd] = module
+    return parser, owners
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, owners = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return owners[args.command].run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"pynvmetcp: error: {exc}", file=sys.stderr)
+        return 2
+    except (NvmeTcpError, OSError, RuntimeError) as exc:
+        print(f"pynvmetcp: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
