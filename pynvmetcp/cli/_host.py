@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import sys
 
 from ..host import connect
@@ -102,16 +101,17 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 def open_controller(args: argparse.Namespace, nr_io_queues: int = 0):
     """The controller a device-or-address command talks to, for the command's duration.
 
-    /dev/nvmeNnM selects controller nvmeN (and namespace M unless -n says otherwise)."""
+    A namespace device (/dev/nvmeXnY) selects its controller through sysfs (with native
+    multipath X is the subsystem's number, not a controller's) and, unless -n says otherwise,
+    its namespace."""
     if args.device:
         from ..kernel import KernelController
 
-        m = re.fullmatch(r"(?:/dev/)?(nvme\d+)(?:n(\d+))?", args.device)
-        if not m:
-            raise ValueError(f"not an NVMe device: {args.device} (want /dev/nvmeN[nM])")
-        if m.group(2) and getattr(args, "namespace_id", None) in (None, 1):
-            args.namespace_id = int(m.group(2))
-        with KernelController(m.group(1)) as dev:
+        dev = KernelController.from_device(args.device)
+        nsid = getattr(dev, "nsid", None)
+        if nsid and getattr(args, "namespace_id", None) in (None, 1):
+            args.namespace_id = nsid
+        with dev:
             yield dev
     else:
         with userspace_controller(args, nr_io_queues=nr_io_queues) as ctrl:

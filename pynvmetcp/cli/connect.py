@@ -37,7 +37,7 @@ def _kernel_usable() -> tuple[bool, str]:
         from .. import kernel
     except ImportError as exc:  # the fallback is optional
         return False, str(exc)
-    return kernel.available()
+    return kernel.available(passthrough=False)  # connect needs only /dev/nvme-fabrics
 
 
 def run(args: argparse.Namespace) -> int:
