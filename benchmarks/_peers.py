@@ -1,0 +1,121 @@
+"""The far ends the I/O benchmarks talk to, each in its own process pinned to its own core.
+
+``target_process`` runs ``pynvmetcp target`` with a memory namespace; ``raw_server`` runs a plain
+Python socket server that answers a fixed-size request with a fixed-size reply — the ceiling a
+Python transport can reach on this machine, against which the NVMe/TCP path is measured.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NQN = "nqn.2024-01.io.pynvmetcp:bench"
+RAW_SERVER = r"""
+import os, socket, sys
+os.sched_setaffinity(0, {int(sys.argv[2])} & os.sched_getaffinity(0) or os.sched_getaffinity(0))
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(64)
+import threading
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(1 << 20); mv = memoryview(buf)
+    while True:
+        hdr = c.recv(16, socket.MSG_WAITALL)
+        if len(hdr) < 16: return
+        up, down = int.from_bytes(hdr[:8], "little"), int.from_bytes(hdr[8:], "little")
+        got = 0
+        while got < up:
+            n = c.recv_into(mv[:min(up - got, len(buf))])
+            if not n: return
+            got += n
+        c.sendall(mv[:down])
+while True:
+    c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_core() -> int:
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[-1]
+
+
+def pin_client() -> None:
+    """Client on the first core, servers on the last (when there are two)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {cores[0]})
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"peer exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def _process(cmd: list[str], port: int):
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {server_core()}))
+    try:
+        _wait_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def target_process(size: str = "mem:256M"):
+    port = free_port()
+    with _process([sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen",
+                   f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", size], port):
+        yield port
+
+
+@contextlib.contextmanager
+def raw_server():
+    port = free_port()
+    with _process([sys.executable, "-c", RAW_SERVER, str(port), str(server_core())], port):
+        yield port
+
+
+class RawClient:
+    """Request/response over a plain socket: ``up`` bytes out, ``down`` bytes back."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray(1 << 20)
+        self.mv = memoryview(self.buf)
+
+    def call(self, up: bytes, down: int) -> None:
+        self.sock.sendall(len(up).to_bytes(8, "little") + down.to_bytes(8, "little") + up)
+        got = 0
+        while got < down:
+            n = self.sock.recv_into(self.mv[got:down])
+            if not n:
+                raise ConnectionError("raw server closed")
+            got += n
+
+    def close(self) -> None:
+        self.sock.close()
