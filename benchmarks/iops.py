@@ -1,0 +1,125 @@
+"""Question: how many 4 KiB random reads per second, and at what latency, does pynvmetcp serve?
+
+Part 1 — latency at queue depth 1: the blocking host reading 4 KiB from a pynvmetcp target vs a
+raw socket request/response moving the same 4 KiB (the round-trip floor of Python on loopback).
+Goal: p50 ≤ 1.3× the raw round trip. p50 and p99 come from per-operation samples.
+Part 2 — IOPS at queue depth 1, 8, 32, 128, blocking host (pipelined with submit/wait_any on one
+queue) and asyncio host (gather), against the same target. Goals: ≥ 100k IOPS per host core at
+QD32; asyncio ≥ 0.9× blocking.
+
+Last lines: ``RATIO qd1_latency_p50_vs_raw=…`` (raw time / pynvmetcp time, > 1 is better),
+``RATIO iops_qd32_per_core=…`` (thousands), ``RATIO asyncio_vs_blocking_qd32=…``.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pynvmetcp  # noqa: E402
+from benchmarks._harness import Report, compare, parse_args  # noqa: E402
+from benchmarks._peers import NQN, RawClient, pin_client, raw_server, target_process  # noqa: E402
+from pynvmetcp.host import commands as C  # noqa: E402
+from pynvmetcp.host.procedures import Command  # noqa: E402
+
+DEPTHS = (1, 8, 32, 128)
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def blocking_iops(ctrl, ns, depth: int, total: int, rng: random.Random) -> float:
+    q = ctrl.io[0]
+    blocks = 4096 // ns.block_size
+    span = ns.nblocks // blocks
+    bufs = [bytearray(4096) for _ in range(depth)]
+
+    def submit(i):
+        q.submit(Command(C.read(ns.nsid, rng.randrange(span) * blocks, blocks),
+                         read_into=bufs[i % depth]))
+
+    t0 = time.perf_counter()
+    for i in range(depth):
+        submit(i)
+    done = 0
+    sent = depth
+    while done < total:
+        q.wait_any()
+        done += 1
+        if sent < total:
+            submit(sent)
+            sent += 1
+    return total / (time.perf_counter() - t0)
+
+
+async def asyncio_iops(port: int, depth: int, total: int, rng: random.Random) -> float:
+    async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, nr_io_queues=1, kato=0,
+                                        queue_size=max(depth + 1, 32), ctrl_loss_tmo=0) as c:
+        ns = await c.namespace(1)
+        blocks = 4096 // ns.block_size
+        span = ns.nblocks // blocks
+        per_worker = total // depth
+
+        async def worker():
+            buf = bytearray(4096)
+            for _ in range(per_worker):
+                await ns.read_into(rng.randrange(span) * blocks, buf)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(depth)))
+        return per_worker * depth / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, argv)
+    report = Report("iops", "4 KiB random reads: QD1 latency vs raw socket; IOPS by depth", args)
+    pin_client()
+    rng = random.Random(0)
+    number = max(20, int((50 if args.quick else 2000) * args.scale))
+    total = max(200, int((400 if args.quick else 20000) * args.scale))
+    with target_process() as tport, raw_server() as rport:
+        raw = RawClient(rport)
+        with pynvmetcp.connect("127.0.0.1", tport, NQN, nr_io_queues=1, kato=0,
+                               queue_size=129, ctrl_loss_tmo=0) as ctrl:
+            ns = ctrl.namespace(1)
+            blocks = 4096 // ns.block_size
+            span = ns.nblocks // blocks
+            buf = bytearray(4096)
+            row = report.add(compare(
+                "QD1 4 KiB read", ("pynvmetcp read",
+                                   lambda: ns.read_into(rng.randrange(span) * blocks, buf)),
+                ("raw socket round trip", lambda: raw.call(b"", 4096)),
+                rounds=args.rounds, number=number, bytes_per_op=4096))
+            report.ratio("qd1_latency_p50_vs_raw", row.ratio)
+            lat = []
+            for _ in range(number * 2):
+                t0 = time.perf_counter()
+                ns.read_into(rng.randrange(span) * blocks, buf)
+                lat.append(time.perf_counter() - t0)
+            report.note(f"QD1 latency: p50 {_pct(lat, 50) * 1e6:.1f} µs, "
+                        f"p99 {_pct(lat, 99) * 1e6:.1f} µs")
+            blocking = {}
+            for depth in DEPTHS:
+                runs = [blocking_iops(ctrl, ns, depth, total, rng) for _ in range(3)]
+                blocking[depth] = statistics.median(runs)
+        aio = {depth: statistics.median(asyncio.run(asyncio_iops(tport, depth, total, rng))
+                                        for _ in range(3)) for depth in DEPTHS}
+        raw.close()
+    for depth in DEPTHS:
+        report.note(f"QD{depth}: blocking {blocking[depth] / 1e3:.1f}k IOPS, "
+                    f"asyncio {aio[depth] / 1e3:.1f}k IOPS "
+                    f"(asyncio/blocking {aio[depth] / blocking[depth]:.2f})")
+    report.ratio("iops_qd32_per_core", blocking[32] / 1e3)
+    report.ratio("asyncio_vs_blocking_qd32", aio[32] / blocking[32])
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
