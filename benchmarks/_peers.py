@@ -71,11 +71,11 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None
 
 @contextlib.contextmanager
 def _process(cmd: list[str], port: int):
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {server_core()}))
     try:
         _wait_port(port, proc)
-        yield port
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -88,8 +88,8 @@ def _process(cmd: list[str], port: int):
 def target_process(size: str = "mem:256M"):
     port = free_port()
     with _process([sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen",
-                   f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", size], port):
-        yield port
+                   f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", size], port) as proc:
+        yield port, proc.pid
 
 
 @contextlib.contextmanager

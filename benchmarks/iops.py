@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     number = max(20, int((50 if args.quick else 2000) * args.scale))
     total = max(200, int((400 if args.quick else 20000) * args.scale))
-    with target_process() as tport, raw_server() as rport:
+    with target_process() as (tport, _), raw_server() as rport:
         raw = RawClient(rport)
         with pynvmetcp.connect("127.0.0.1", tport, NQN, nr_io_queues=1, kato=0,
                                queue_size=129, ctrl_loss_tmo=0) as ctrl:

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                     args)
     pin_client()
     number = max(2, int((10 if args.quick else 400) * args.scale))
-    with target_process() as tport, raw_server() as rport:
+    with target_process() as (tport, _), raw_server() as rport:
         raw = RawClient(rport)
         with pynvmetcp.connect("127.0.0.1", tport, NQN, nr_io_queues=1, kato=0,
                                ctrl_loss_tmo=0) as ctrl:
