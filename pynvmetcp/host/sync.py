@@ -202,11 +202,15 @@ class Controller(Association):
         self._thread: threading.Thread | None = None
         self._establisher: int | None = None
         self._recover_lock = threading.Lock()
+        self._recovering = False
 
     # ---- drivers for ControllerApi ----
     def _execute(self, cmd: P.Command | P.OpenQueue) -> Completion | None:
         if isinstance(cmd, P.OpenQueue):
             return self._open_queue(cmd)
+        if self._recovering and self._establisher != threading.get_ident():
+            with self._recover_lock:  # wait for the new association instead of racing it
+                pass
         generation = self._generation
         try:
             return self._queue_for(cmd.queue).execute(cmd)
@@ -257,23 +261,30 @@ class Controller(Association):
                 return True  # another thread already reconnected
             if self._stop.is_set():
                 return False
-            self._policy.lost(time.monotonic())
-            for q in self.io + [self.admin]:
-                if q is not None:
-                    q.close()
-            while (wait := self._policy.next_attempt(time.monotonic())) is not None:
-                if self._stop.wait(wait):
+            self._recovering = True
+            try:
+                return self._reconnect_loop()
+            finally:
+                self._recovering = False
+
+    def _reconnect_loop(self) -> bool:
+        self._policy.lost(time.monotonic())
+        for q in self.io + [self.admin]:
+            if q is not None:
+                q.close()
+        while (wait := self._policy.next_attempt(time.monotonic())) is not None:
+            if self._stop.wait(wait):
+                return False
+            try:
+                self._establish()
+            except (NvmeTcpError, OSError) as exc:
+                if self._give_up(exc):
                     return False
-                try:
-                    self._establish()
-                except (NvmeTcpError, OSError) as exc:
-                    if self._give_up(exc):
-                        return False
-                else:
-                    log.info("reconnected to %s (cntlid %d)", self.params.subnqn, self.cntlid)
-                    self._policy.recovered()
-                    return True
-            return False
+            else:
+                log.info("reconnected to %s (cntlid %d)", self.params.subnqn, self.cntlid)
+                self._policy.recovered()
+                return True
+        return False
 
     # ---- async events and keep-alive ----
     def arm_async_events(self, count: int = 1) -> None:
