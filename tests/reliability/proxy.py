@@ -70,7 +70,10 @@ class FaultProxy:
         for w in list(self._writers):
             sock = w.get_extra_info("socket")
             if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                try:  # linger 0: close sends RST instead of FIN
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass  # already closed by its peer
             w.transport.abort()
         self._writers.clear()
 
