@@ -29,6 +29,16 @@ NS2_UUID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
 CFG = Path("/sys/kernel/config/nvmet")
 
 
+
+def settle(get, ready, timeout: float = 20.0, interval: float = 0.2):
+    """Poll ``get()`` until ``ready(value)`` or the deadline; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = get()
+    while not ready(value) and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = get()
+    return value
+
 def emit(check: str, **fields) -> None:
     print(json.dumps({"check": check, **fields}, default=str), flush=True)
 
@@ -215,7 +225,9 @@ def main() -> int:
     def _():
         c2 = kernel.connect("127.0.0.1", 4421, NQN)
         st["ctrl2"] = c2
-        ns = kernel.find_namespace(uuid=NS_UUID)
+        # the kernel scans the new path's namespaces in a work queue, after connect returns
+        ns = settle(lambda: kernel.find_namespace(uuid=NS_UUID),
+                    lambda n: n is not None and len(n.paths) >= 2)
         ctrls = {c.name: [n.name for n in c.namespaces] for c in kernel.controllers()}
         emit("multipath", second=c2.name, head=ns.name, paths=[p.name for p in ns.paths],
              ana=[p.ana_state for p in ns.paths], per_controller=ctrls,
@@ -325,7 +337,7 @@ def main() -> int:
                                            + (proc.stdout.read() if proc.poll() is not None else "timeout"))
                     time.sleep(0.5)
             c = kernel.connect("127.0.0.1", 4430, tnqn, nr_io_queues=1)
-            info = c.info()
+            info = settle(c.info, lambda i: bool(i.namespaces) and bool(i.namespaces[0].device))
             ns = info.namespaces[0] if info.namespaces else None
             res = {"name": c.name, "state": info.state,
                    "device": ns.device if ns else None, "size": ns.size if ns else None}
