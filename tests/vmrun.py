@@ -77,3 +77,26 @@ def run_guest(script: str, *, rwdirs: list[str], timeout: float = 600, memory: s
     code = int(rc.read_text().strip()) if rc.exists() else 255
     return subprocess.CompletedProcess(cmd, code, text + ("" if rc.exists() else
                                                           proc.stdout + proc.stderr), "")
+
+
+def guest_checks(script: str, workdir: str, *, timeout: float = 900,
+                 extra: str = "") -> dict[str, list[dict]]:
+    """Run a guest script that prints one JSON object per check ({"check": NAME, ...}) and
+    ends with {"check": "done"}; returns NAME → records. Fails with the guest's output when the
+    script did not get to "done"; the VM must be available (a test needing it never skips)."""
+    import json
+
+    ok, why = vm_available()
+    assert ok, f"the kernel VM is needed here and is not available: {why}"
+    proc = run_guest(script, rwdirs=[workdir], timeout=timeout)
+    found: dict[str, list[dict]] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            found.setdefault(rec.get("check", "?"), []).append(rec)
+    assert "done" in found, (f"guest did not finish (rc={proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{extra}")
+    return found

@@ -6,13 +6,11 @@ its JSON lines. The kernel reading its own loop device is the oracle for what re
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.vmrun import run_guest, vm_available
+from tests.vmrun import guest_checks
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,15 +39,7 @@ PYTHONPATH={ROOT} {ROOT}/.venv/bin/python tests/vm/guest_host_vs_kernel.py {NQN}
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    ok, why = vm_available()
-    assert ok, f"the kernel VM is needed here and is not available: {why}"
-    rw = tmp_path_factory.mktemp("vm")
-    proc = run_guest(GUEST, rwdirs=[str(rw)], timeout=900)
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    found: dict[str, list] = {}
-    for line in lines:
-        found.setdefault(line["check"], []).append(line)
-    assert "done" in found, f"guest did not finish (rc={proc.returncode}):\n{proc.stdout[-4000:]}"
+    found = guest_checks(GUEST, str(tmp_path_factory.mktemp("vm")))
     return found
 
 

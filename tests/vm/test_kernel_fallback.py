@@ -10,12 +10,12 @@ target when it exists. The tests assert on its JSON lines.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-vmrun = pytest.importorskip("tests.vmrun", reason="tests/vmrun.py (the VM runner) not present")
+from tests import vmrun
+
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +30,8 @@ PYTHONPATH={ROOT} {ROOT}/.venv/bin/python tests/vm/kernel_fallback_guest.py
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    ok, why = vmrun.vm_available()
-    assert ok, f"the kernel VM is needed here and is not available: {why}"
-    rw = tmp_path_factory.mktemp("vm")
-    proc = vmrun.run_guest(GUEST, rwdirs=[str(rw)], timeout=900)
-    found: dict[str, dict] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            rec = json.loads(line)
-            found[rec["check"]] = rec
-    assert "done" in found, f"guest did not finish (rc={proc.returncode}):\n{proc.stdout[-4000:]}"
-    return found
+    found = vmrun.guest_checks(GUEST, str(tmp_path_factory.mktemp("vm")))
+    return {name: recs[-1] for name, recs in found.items()}
 
 
 def ok(checks, name: str) -> dict:
