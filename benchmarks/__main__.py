@@ -8,6 +8,7 @@ Exit status 0 when every module exited 0; a module that fails is reported and th
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -55,10 +56,64 @@ def main(argv: list[str] | None = None) -> int:
     print("=== summary")
     for name, line in ratios:
         print(f"{line}")
+    if not args.quick and not args.only and not args.skip:
+        write_results(ratios, failed)
     if failed:
         print(f"FAILED: {', '.join(failed)}")
         return 1
     return 0
+
+
+#: Each goal of the benchmark issue: (ratio name, comparison, threshold, what it means).
+GOALS = [
+    ("codec_decode_vs_struct", ">=", 0.5, "hot-PDU decode rate vs plain struct"),
+    ("codec_encode_vs_struct", ">=", 0.5, "hot-PDU encode rate vs plain struct"),
+    ("digest_vs_memcpy_64k", ">=", 0.5, "CRC32C vs memcpy at 64 KiB"),
+    ("digest_vs_memcpy_1m", ">=", 0.5, "CRC32C vs memcpy at 1 MiB"),
+    ("throughput_read_vs_raw", ">=", 0.8, "128 KiB sequential read vs raw socket stream"),
+    ("throughput_write_vs_raw", ">=", 0.8, "128 KiB sequential write vs raw socket stream"),
+    ("qd1_latency_p50_vs_raw", ">=", 1 / 1.3, "QD1 4 KiB read latency ≤ 1.3× raw round trip "
+                                              "(as a rate ratio: ≥ 0.77)"),
+    ("iops_qd32_per_core", ">=", 100.0, "4 KiB reads at QD32, thousands of IOPS per host core"),
+    ("asyncio_vs_blocking_qd32", ">=", 0.9, "asyncio host vs blocking host at QD32"),
+    ("scale_iops_64_vs_1", ">=", 0.9, "aggregate IOPS with 64 hosts vs 1 (flat, not falling)"),
+    ("ioctl_cffi_vs_fcntl", "info", 0.0, "cffi passthrough call vs fcntl.ioctl"),
+]
+
+
+def write_results(ratios: list[tuple[str, str]], failed: list[str]) -> None:
+    """benchmarks/RESULTS.md: each goal, the ratio measured in this run, met or not. The
+    profile notes under the table are kept from the previous file (they are written by hand)."""
+    measured = {}
+    for _, line in ratios:
+        key, _, value = line[len("RATIO "):].partition("=")
+        measured[key] = float(value)
+    out = HERE / "RESULTS.md"
+    notes = ""
+    if out.exists() and "\n## Profiles and plans" in out.read_text():
+        notes = out.read_text().split("\n## Profiles and plans", 1)[1]
+    rows = []
+    for key, op, goal, what in GOALS:
+        value = measured.get(key)
+        if value is None:
+            verdict = "not measured"
+        elif op == "info":
+            verdict = "information"
+        else:
+            verdict = "met" if value >= goal else "NOT met"
+        shown = "—" if value is None else f"{value:.3g}"
+        target = "—" if op == "info" else f"≥ {goal:.3g}"
+        rows.append(f"| {what} | `{key}` | {target} | {shown} | {verdict} |")
+    text = ("# Benchmark results\n\nWritten by `make bench` (`python -m benchmarks`) from one run "
+            f"on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; every ratio is measured "
+            "side by side in that run (JSON and plots in benchmarks/results/).\n\n"
+            "| goal | ratio | target | measured | verdict |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+    if failed:
+        text += f"\nModules that failed in this run: {', '.join(failed)}\n"
+    text += "\n## Profiles and plans" + (notes or "\n\n(none yet)\n")
+    out.write_text(text)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
