@@ -14,6 +14,7 @@ people grep for. ``--quick`` runs a smoke-sized version (correctness of the scri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -117,11 +118,30 @@ def compare(name: str, candidate: tuple[str, Callable[[], object]],
         _time_round(fn, max(1, number // 5))
     row = Comparison(name, cname, bname, unit=unit, bytes_per_op=bytes_per_op)
     per_op = 1e9 / (number * ops_per_call)
-    for r in range(max(rounds, MIN_ROUNDS)):
-        order = ((cfn, row.candidate_ns), (bfn, row.baseline_ns))
-        for fn, samples in (order if r % 2 == 0 else order[::-1]):
-            samples.append(_time_round(fn, number) * per_op)
+    total = max(rounds, MIN_ROUNDS)
+    with progress(f"{name}: rounds", total) as advance:
+        for r in range(total):
+            order = ((cfn, row.candidate_ns), (bfn, row.baseline_ns))
+            for fn, samples in (order if r % 2 == 0 else order[::-1]):
+                samples.append(_time_round(fn, number) * per_op)
+            advance()
     return row
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int):
+    """A transient progress bar on stderr for long runs (nothing when stderr is not a terminal
+    or rich is missing); yields ``advance()``."""
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+    except ImportError:
+        yield lambda: None
+        return
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
 
 
 def _fmt_ns(ns: float) -> str:

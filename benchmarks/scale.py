@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pynvmetcp  # noqa: E402
-from benchmarks._harness import Report, parse_args  # noqa: E402
+from benchmarks._harness import Report, parse_args, progress  # noqa: E402
 from benchmarks._peers import NQN, pin_client, target_process  # noqa: E402
 
 HOSTS = (1, 2, 4, 8, 16, 32, 64)
@@ -65,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with target_process() as (port, pid):
         base = _rss_kib(pid)
-        for hosts in HOSTS:
-            iops, mem = asyncio.run(run(port, hosts, seconds, lambda: _rss_kib(pid)))
-            results[hosts] = (iops, mem)
+        with progress("host counts", len(HOSTS)) as advance:
+            for hosts in HOSTS:
+                iops, mem = asyncio.run(run(port, hosts, seconds, lambda: _rss_kib(pid)))
+                results[hosts] = (iops, mem)
+                advance()
+        for hosts, (iops, mem) in results.items():
             report.note(f"{hosts:3} hosts: {iops / 1e3:7.1f}k IOPS aggregate, target RSS "
                         f"{mem / 1024:.1f} MiB")
     per_conn = (results[64][1] - base) / (64 * 2)  # admin + I/O connection per host
