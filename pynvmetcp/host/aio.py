@@ -11,6 +11,7 @@ import logging
 import socket
 from typing import Callable
 
+from ..aio_send import BufferSender
 from ..errors import CommandTimeout, ConnectionLost, NvmeTcpError, TermReqReceived
 from ..protocol import Completion, HostQueue, PeerTerminated, ProtocolFailure
 from ..spec.opcodes import DISCOVERY_NQN
@@ -28,6 +29,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self.engine = engine
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
+        self._sender: BufferSender | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
         self._slots = asyncio.Semaphore(engine.queue_size - 1)
@@ -55,6 +57,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
     # ---- protocol callbacks ----
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._sender = BufferSender(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -98,8 +101,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         bufs = self.engine.data_to_send()
-        if bufs and self.transport is not None:
-            self.transport.writelines(bufs)
+        if bufs and self._sender is not None:
+            self._sender.send(bufs)
 
     # ---- commands ----
     def submit(self, cmd: P.Command) -> tuple[int, asyncio.Future]:

@@ -15,6 +15,7 @@ import logging
 import socket
 from typing import Callable
 
+from ..aio_send import BufferSender
 from ..errors import NvmeStatusError
 from ..protocol import (CommandReceived, ControllerQueue, IcComplete, PeerTerminated,
                         ProtocolFailure, QueueState)
@@ -44,6 +45,7 @@ class Connection(asyncio.BufferedProtocol):
         self.controller: Controller | None = None
         self.qid = 0
         self.transport: asyncio.Transport | None = None
+        self._sender: BufferSender | None = None
         self.peer = "?"
         self.local_addr = ""
         self.closing = False
@@ -58,6 +60,7 @@ class Connection(asyncio.BufferedProtocol):
     # ---- asyncio callbacks ----
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._sender = BufferSender(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -190,8 +193,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         buffers = self.engine.data_to_send()
-        if buffers and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(buffers)
+        if buffers and self._sender is not None:
+            self._sender.send(buffers)
 
 
 class TargetServer:
