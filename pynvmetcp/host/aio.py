@@ -30,6 +30,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self._sender: BufferSender | None = None
+        self._deadlines: dict[int, float] = {}
+        self._watchdog: asyncio.TimerHandle | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
         self._slots = asyncio.Semaphore(engine.queue_size - 1)
@@ -118,11 +120,33 @@ class AsyncQueue(asyncio.BufferedProtocol):
     async def execute(self, cmd: P.Command) -> Completion:
         async with self._slots:
             cid, fut = self.submit(cmd)
+            loop = asyncio.get_running_loop()
+            self._deadlines[cid] = loop.time() + (cmd.timeout or self.timeout)
+            if self._watchdog is None:
+                self._watchdog = loop.call_later(self._tick, self._expire)
             try:
-                done = await asyncio.wait_for(fut, cmd.timeout or self.timeout)
-            except asyncio.TimeoutError:
-                raise CommandTimeout(f"queue {self.engine.qid}: command {cid} timed out")
+                done = await fut
+            finally:
+                self._deadlines.pop(cid, None)
         return check(done)
+
+    @property
+    def _tick(self) -> float:
+        return min(1.0, self.timeout / 4)
+
+    def _expire(self) -> None:
+        """One timer per queue instead of one per command (``wait_for`` costs a timer handle and
+        callbacks for every I/O): fail the commands past their deadline, re-arm while any wait."""
+        self._watchdog = None
+        now = asyncio.get_running_loop().time()
+        for cid, deadline in list(self._deadlines.items()):
+            fut = self._waiters.get(cid)
+            if deadline <= now and fut is not None and not fut.done():
+                self._waiters.pop(cid, None)
+                fut.set_exception(CommandTimeout(
+                    f"queue {self.engine.qid}: command {cid} timed out"))
+        if self._deadlines:
+            self._watchdog = asyncio.get_running_loop().call_later(self._tick, self._expire)
 
     def close(self) -> None:
         if self.transport is not None:
