@@ -61,7 +61,7 @@ class Framer:
     CPDA on a controller) and ``max_data`` (the largest data payload one PDU may carry).
     """
 
-    def __init__(self, receiver: str, *, max_data: int = 1 << 20, staging: int = 1 << 18) -> None:
+    def __init__(self, receiver: str, *, max_data: int = 1 << 20, staging: int = 1 << 16) -> None:
         if receiver not in ("host", "controller"):
             raise ValueError("receiver must be 'host' or 'controller'")
         if staging < _MIN_STAGING:
