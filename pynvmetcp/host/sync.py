@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import struct
 import threading
 import time
 from typing import Callable
@@ -44,6 +45,10 @@ class SyncQueue:
              connect_timeout: float) -> "SyncQueue":
         sock = socket.create_connection((traddr, trsvcid), timeout=connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)
+        secs = min(timeout, connect_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
         q = cls(sock, engine, timeout)
         engine.initiate()
         with q.lock:
@@ -51,6 +56,8 @@ class SyncQueue:
             deadline = time.monotonic() + connect_timeout
             while engine.state.value == "await-ic":
                 q._pump(deadline)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", int(timeout), int((timeout % 1) * 1e6)))
         return q
 
     # ---- commands ----
@@ -106,19 +113,20 @@ class SyncQueue:
             bufs = _advance(bufs, sent)
 
     def _pump(self, deadline: float | None) -> None:
-        """Receive once (blocking until ``deadline``; None = only if data is ready)."""
-        if deadline is None:
-            self.sock.settimeout(0.0)
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
-            self.sock.settimeout(remaining)
+        """Receive once: blocking (deadline given) or only what is ready (None).
+
+        The socket stays in blocking mode with SO_RCVTIMEO set to the queue's timeout, so a
+        receive is one system call (a Python socket timeout would add a poll() before every
+        recv); the command deadline is checked between receives, so a command with a shorter
+        timeout than the queue's is failed at the next receive after it passed."""
+        if deadline is not None and deadline - time.monotonic() <= 0:
+            raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
         try:
-            n = self.sock.recv_into(self.engine.get_buffer())
-        except (BlockingIOError, InterruptedError):
+            n = self.sock.recv_into(self.engine.get_buffer(), 0,
+                                    socket.MSG_DONTWAIT if deadline is None else 0)
+        except InterruptedError:
             return
-        except socket.timeout:
+        except BlockingIOError:
             if deadline is None:
                 return
             raise CommandTimeout(f"queue {self.engine.qid}: no completion in time") from None
