@@ -9,13 +9,12 @@ bytes for callers that re-encode or dissect it further (the CLI does not print i
 """
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from scapy.layers.inet import IP, TCP
-from scapy.layers.inet6 import IPv6
-from scapy.utils import PcapReader
+from scapy.utils import RawPcapReader
 
 from .errors import ProtocolError
 from .spec.opcodes import NVME_DISC_PORT, NVME_PORT
@@ -62,7 +61,7 @@ def decode(path: str, ports=DEFAULT_PORTS) -> Iterator[dict]:
     ports = set(ports)
     conns: dict[tuple, _Connection] = {}
     try:
-        reader = PcapReader(path)
+        reader = RawPcapReader(path)
     except (OSError, EOFError) as exc:
         raise CaptureError(f"{path}: {exc}") from None
     except Exception as exc:  # scapy raises Scapy_Exception for unknown formats
@@ -71,37 +70,81 @@ def decode(path: str, ports=DEFAULT_PORTS) -> Iterator[dict]:
         frame = 0
         while True:
             try:
-                pkt = reader.read_packet(size=MAX_FRAME)
+                raw, meta = reader._read_packet(size=MAX_FRAME)
             except EOFError:
                 return
             except Exception as exc:
                 raise CaptureError(f"{path}: unreadable after frame {frame} ({exc})") from None
             frame += 1
-            if TCP not in pkt:
+            seg = tcp_segment(raw, getattr(meta, "linktype", getattr(reader, "linktype", 1)))
+            if seg is None:
                 continue
-            ip = pkt[IP] if IP in pkt else (pkt[IPv6] if IPv6 in pkt else None)
-            if ip is None:
-                continue
-            tcp = pkt[TCP]
-            if tcp.dport in ports:
-                key, to_ctrl = (ip.src, tcp.sport, ip.dst, tcp.dport), True
-            elif tcp.sport in ports:
-                key, to_ctrl = (ip.dst, tcp.dport, ip.src, tcp.sport), False
+            src_ip, dst_ip, sport, dport, seq, flags, payload = seg
+            if dport in ports:
+                key, to_ctrl = (src_ip, sport, dst_ip, dport), True
+            elif sport in ports:
+                key, to_ctrl = (dst_ip, dport, src_ip, sport), False
             else:
                 continue
             conn = conns.get(key)
-            if conn is None or (tcp.flags & 0x02 and to_ctrl and not tcp.flags & 0x10):
+            if conn is None or (flags & _SYN and to_ctrl and not flags & _ACK):
                 conn = conns[key] = _Connection(_Direction(_observer("host")),
                                                 _Direction(_observer("controller")))
             d = conn.ctrl_dir if to_ctrl else conn.host_dir
             src = f"{key[0]}:{key[1]}" if to_ctrl else f"{key[2]}:{key[3]}"
             dst = f"{key[2]}:{key[3]}" if to_ctrl else f"{key[0]}:{key[1]}"
-            payload = bytes(tcp.payload)
-            if tcp.flags & 0x02:  # SYN: data starts after it
-                d.next_seq = (tcp.seq + 1) & 0xFFFFFFFF
+            if flags & _SYN:  # data starts after it
+                d.next_seq = (seq + 1) & 0xFFFFFFFF
             if not payload or d.failed:
                 continue
-            yield from _segment(conn, d, tcp.seq, payload, frame, src, dst)
+            yield from _segment(conn, d, seq, payload, frame, src, dst)
+
+
+_SYN, _ACK = 0x02, 0x10
+#: Link-layer header length by pcap link type (Ethernet VLAN tags handled below).
+_L2 = {1: 14, 113: 16, 276: 20, 101: 0, 12: 0, 14: 0, 0: 4, 108: 4}
+
+
+def tcp_segment(frame: bytes, linktype: int):
+    """(src, dst, sport, dport, seq, flags, payload) of a TCP/IP frame, else None.
+
+    Parsed by offsets rather than by scapy's dissectors, so the payload is exactly the captured
+    bytes whatever layers are bound to these ports (pynvmetcp.scapy binds its own)."""
+    off = _L2.get(linktype)
+    if off is None:
+        return None
+    if linktype == 1:
+        ethertype = int.from_bytes(frame[12:14], "big")
+        while ethertype in (0x8100, 0x88A8) and len(frame) >= off + 4:
+            ethertype = int.from_bytes(frame[off + 2:off + 4], "big")
+            off += 4
+    if len(frame) < off + 20:
+        return None
+    version = frame[off] >> 4
+    if version == 4:
+        ihl = (frame[off] & 0x0F) * 4
+        if frame[off + 9] != 6:
+            return None
+        total = int.from_bytes(frame[off + 2:off + 4], "big")
+        src, dst = socket.inet_ntop(socket.AF_INET, frame[off + 12:off + 16]), \
+            socket.inet_ntop(socket.AF_INET, frame[off + 16:off + 20])
+        tcp, end = off + ihl, off + (total or len(frame) - off)
+    elif version == 6:
+        if frame[off + 6] != 6 or len(frame) < off + 40:  # no extension headers expected
+            return None
+        src = socket.inet_ntop(socket.AF_INET6, frame[off + 8:off + 24])
+        dst = socket.inet_ntop(socket.AF_INET6, frame[off + 24:off + 40])
+        tcp, end = off + 40, off + 40 + int.from_bytes(frame[off + 4:off + 6], "big")
+    else:
+        return None
+    if len(frame) < tcp + 20:
+        return None
+    sport, dport, seq = _TCP.unpack_from(frame, tcp)
+    data = tcp + (frame[tcp + 12] >> 4) * 4
+    return src, dst, sport, dport, seq, frame[tcp + 13], bytes(frame[data:min(end, len(frame))])
+
+
+_TCP = struct.Struct("!HHI")
 
 
 def _segment(conn: _Connection, d: _Direction, seq: int, payload: bytes, frame: int,
