@@ -94,23 +94,30 @@ ls -l $OUT
 """
 
 
+def record(out: Path) -> dict[str, str]:
+    """Boot the VM once and write kernel-plain.pcap, kernel-digests.pcap, kernel-holdout.pcap
+    into ``out``; returns the kernel and nvme-cli versions."""
+    script = (GUEST.replace("__OUT__", str(out)).replace("__NQN2__", NQN2)
+              .replace("__NQN__", NQN).replace("__HOSTNQN__", HOSTNQN)
+              .replace("__HOSTID__", HOSTID))
+    proc = run_guest(script, rwdirs=[str(out)], timeout=900)
+    if not (out / "kernel-version").exists():
+        raise RuntimeError(f"the capture guest failed (rc={proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}")
+    return {n: (out / n).read_text().strip() for n in ("kernel-version", "nvme-version")}
+
+
 def main() -> int:
     ok, why = vm_available()
     if not ok:
         print(f"make captures: {why}", file=sys.stderr)
         return 2
-    out = ROOT / "tests" / "captures"
+    dest = ROOT / "tests" / "captures"
     with tempfile.TemporaryDirectory() as tmp:
-        script = (GUEST.replace("__OUT__", tmp).replace("__NQN2__", NQN2)
-                  .replace("__NQN__", NQN).replace("__HOSTNQN__", HOSTNQN)
-                  .replace("__HOSTID__", HOSTID))
-        proc = run_guest(script, rwdirs=[tmp], timeout=900)
-        print(proc.stdout[-3000:])
+        versions = record(Path(tmp))
         for name in ("kernel-plain.pcap", "kernel-digests.pcap"):
-            shutil.copy(Path(tmp) / name, out / name)
-        shutil.copy(Path(tmp) / "kernel-holdout.pcap", out / "holdout" / "kernel-holdout.pcap")
-        versions = {n: (Path(tmp) / n).read_text().strip()
-                    for n in ("kernel-version", "nvme-version")}
+            shutil.copy(Path(tmp) / name, dest / name)
+        shutil.copy(Path(tmp) / "kernel-holdout.pcap", dest / "holdout" / "kernel-holdout.pcap")
     print(f"recorded with kernel {versions['kernel-version']}; {versions['nvme-version']}")
     return 0
 
