@@ -174,8 +174,10 @@ class Framer:
 
     def _fail(self, msg: str, fes: int, fei: int, header=None) -> None:
         """Raise for the PDU at the read position; the TermReq copies its common header."""
-        if header is None:
-            header = self._buf[self._rd:self._rd + 8]
+        if header is None:  # as much of the offending header as has arrived (≤ HLEN, ≤ 128)
+            rd = self._rd
+            claimed = max(8, min(self._buf[rd + 2], 128))
+            header = self._buf[rd:rd + min(claimed, self._wr - rd)]
         raise ProtocolError(msg, fes, fei, bytes(header))
 
     def _header(self, out: list[PduBase], avail: int) -> bool:
