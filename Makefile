@@ -23,6 +23,11 @@ fuzz:
 			-max_len=4096 tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+SOAK_MINUTES ?= 10
+soak:
+	@EXTRAS=test scripts/bootstrap.sh
+	@$(PY) -m tests.reliability.soak --minutes $(SOAK_MINUTES) --hosts 8 --queues 4
+
 captures:
 	@EXTRAS=test scripts/bootstrap.sh
 	@$(PY) scripts/make_captures.py
