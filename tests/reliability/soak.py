@@ -55,6 +55,17 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _settled_fds(limit: int, timeout: float = 10.0) -> int:
+    """The target closes its side of a finished association asynchronously: wait (bounded)
+    until the descriptor count is back at ``limit`` or stops falling."""
+    deadline = time.monotonic() + timeout
+    n = _fds()
+    while n > limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = _fds()
+    return n
+
+
 async def _host(port: int, index: int, queues: int, deadline: float, res: Result,
                 seed: int) -> None:
     rng = random.Random(seed + index)
@@ -113,9 +124,10 @@ def run(seconds: float, hosts: int, queues: int, seed: int = 1) -> Result:
             asyncio.run(all_hosts())
             if rnd == 0:
                 gc.collect()
-                res.rss_before_kib, res.fds_before = _rss_kib(), _fds()
+                res.fds_before = _settled_fds(res.fds_before)
+                res.rss_before_kib = _rss_kib()
         gc.collect()
-        res.rss_after_kib, res.fds_after = _rss_kib(), _fds()
+        res.rss_after_kib, res.fds_after = _rss_kib(), _settled_fds(res.fds_before)
     return res
 
 
