@@ -1,0 +1,43 @@
+"""Native multipath over two pynvmetcp target processes in the kernel VM: the optimized node is
+killed during O_DIRECT writes, I/O continues on the other path with no error and no lost or
+corrupted block, and the path comes back when the node returns."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import vmrun
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+GUEST = f"""
+cd {ROOT}
+PYTHONPATH={ROOT} {ROOT}/.venv/bin/python tests/vm/multipath_guest.py {ROOT}
+"""
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    found = vmrun.guest_checks(GUEST, str(tmp_path_factory.mktemp("vm-mp")))
+    return {name: recs[-1] for name, recs in found.items()}
+
+
+def test_two_paths_one_head(checks):
+    assert checks["paths"]["ana"] == ["non-optimized", "optimized"]
+    assert len(checks["paths"]["dev"]) == 1
+
+
+def test_io_continues_after_the_optimized_node_dies(checks):
+    k = checks["after_kill"]
+    assert k["errors"] == [] and k["writes_after"] > k["writes_before"] + 300
+
+
+def test_path_comes_back(checks):
+    r = checks["restored"]
+    assert r["path_back"] and r["errors"] == []
+
+
+def test_no_lost_or_corrupted_block(checks):
+    v = checks["verify"]
+    assert v["bad"] == 0 and v["blocks"] > 500
