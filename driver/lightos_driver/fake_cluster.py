@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 import uuid as _uuid
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -77,9 +79,12 @@ class FakeLightOSCluster:
         addresses = addresses or ["127.0.0.1"] * nodes
         if len(addresses) != nodes:
             raise ValueError("give one address per node")
-        # nodes sharing an address (127.0.0.1) must differ in ports
-        self.nodes = [Node(i, addresses[i], io_port + (i if same_addr else 0),
-                           discovery_port + (i if same_addr else 0)) for i in range(nodes)]
+        # nodes sharing an address (127.0.0.1) must differ in ports; port 0 = ephemeral
+        def port(base: int, i: int) -> int:
+            return base + i if same_addr and base else base
+
+        self.nodes = [Node(i, addresses[i], port(io_port, i), port(discovery_port, i))
+                      for i in range(nodes)]
         self.volumes: dict[str, Volume] = {}
         for n in self.nodes:
             backend.start_node(n, self.subsysnqn)
@@ -168,14 +173,11 @@ class FakeLightOSCluster:
         self.backend.close()
 
 
-def target_backend() -> ClusterBackend:
+def target_backend(workdir: str | None = None) -> ClusterBackend:
     """The pynvmetcp userspace target as the nodes' NVMe side."""
-    try:
-        import pynvmetcp.target  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("pynvmetcp.target is not available in this checkout: the fake "
-                           "cluster needs the userspace target") from exc
-    raise RuntimeError("the pynvmetcp.target backend of the fake cluster is not written yet")
+    from .fake_cluster_target import TargetBackend
+
+    return TargetBackend(workdir)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -191,8 +193,17 @@ def main(args: argparse.Namespace) -> int:
             cluster.create_volume(int(size), uuid)
             for h in filter(None, hosts.split(",")):
                 cluster.initialize_connection(uuid, {"nqn": h})
-        import threading
-        threading.Event().wait()
+        for n in cluster.nodes:
+            print(f"node {n.index}: I/O {n.traddr}:{n.io_port}, discovery "
+                  f"{n.traddr}:{n.discovery_port}", flush=True)
+        for vol in cluster.volumes.values():
+            print(f"volume {vol.uuid}: {vol.size} bytes, nsid {vol.nsid}, primary node "
+                  f"{vol.primary}, hosts {sorted(vol.hosts) or 'none'}", flush=True)
+        print(f"subsystem {cluster.subsysnqn}; interrupt to stop", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
     finally:
         cluster.close()
     return 0

@@ -14,6 +14,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subsysnqn", default=None, help="the cluster's subsystem NQN")
     p.add_argument("--volume", action="append", default=[],
                    help="UUID:SIZE[:HOSTNQN,...] a volume and the hosts allowed to it")
-    p.add_argument("--control", default=None,
-                   help="unix socket path for JSON control commands (create, allow, extend…)")
     p.add_argument("-v", "--verbose", action="count", default=0)
