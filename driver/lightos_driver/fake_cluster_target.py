@@ -21,6 +21,7 @@ class TargetBackend:
     def __init__(self, workdir: str | None = None) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="lightos-fake-")
         self.workdir = Path(workdir or self._tmp.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.target: Target | None = None
         self.subsysnqn = ""
         self.ports: dict[int, tuple[int, int]] = {}  # node index → (I/O portid, discovery portid)

@@ -1,43 +1,36 @@
-"""The LightOS driver end to end in a real Linux kernel under QEMU (one boot for every check).
+"""The LightOS driver end to end in a real Linux kernel under QEMU (one boot per cluster kind).
 
 The guest (vm_guest_lightos.py) runs the real discovery-client service, connector and libvirt
-volume driver against the kernel's nvmet target configured as a one-subsystem cluster; the
-kernel's NVMe/TCP host makes the block devices. Asserts on the guest's JSON lines.
+volume driver against (a) the fake LightOS cluster — three storage nodes served by pynvmetcp's
+target, every node's discovery log listing every node — and (b) the kernel's nvmet target
+configured as a two-node, one-subsystem cluster. The kernel's NVMe/TCP host makes the block
+devices. Asserts on the guest's JSON lines.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import vmrun
+
 pytestmark = pytest.mark.vm
-vmrun = pytest.importorskip("tests.vmrun", reason="tests/vmrun.py (the VM runner) not present")
 ROOT = Path(__file__).resolve().parents[2]
 VOL1 = "3b2f6c1e-58a4-4d0b-9c1e-000000000001"
 VOL2 = "3b2f6c1e-58a4-4d0b-9c1e-000000000002"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4909-8807-060504030201"
-GUEST = f"""
-cd {ROOT}
-PYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} tests/driver/vm_guest_lightos.py /tmp/lightos-e2e
-"""
 
 
-@pytest.fixture(scope="module")
-def checks(tmp_path_factory):
-    ok, why = vmrun.vm_available()
-    assert ok, f"the kernel VM is needed here and is not available: {why}"
-    rw = tmp_path_factory.mktemp("vm")
-    proc = vmrun.run_guest(GUEST, rwdirs=[str(rw)], timeout=900)
-    found: dict[str, dict] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            d = json.loads(line)
-            found[d["check"]] = d
-    assert "done" in found, f"guest did not finish (rc={proc.returncode}):\n{proc.stdout[-4000:]}"
+@pytest.fixture(scope="module", params=["fake", "nvmet"])
+def checks(request, tmp_path_factory):
+    guest = (f"cd {ROOT}\nPYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} "
+             f"tests/driver/vm_guest_lightos.py /tmp/lightos-e2e {request.param}\n")
+    found = vmrun.guest_checks(guest, str(tmp_path_factory.mktemp("vm")))
+    found = {name: recs[-1] for name, recs in found.items()}
     errors = {k: v["error"] for k, v in found.items() if "error" in v}
     assert not errors, errors
+    found["mode"] = request.param
     return found
 
 
@@ -50,10 +43,16 @@ def test_attach_gives_the_block_device_of_the_volume_uuid(checks):
     a = checks["attach"]
     assert a["device"].startswith("/dev/nvme") and "c" not in a["device"][len("/dev/nvme"):]
     assert a["is_block"] and a["sysfs_uuid"] == VOL1
-    (ctrl,) = a["controllers"]  # one path: the discovery node's log lists its own port
-    assert ctrl[1] == "127.0.0.1" and ctrl[2] in ("4420", "4421")
-    assert ctrl[3:] == [HOSTNQN.rsplit(":", 1)[1], "live"]
-    assert a["discovery_connected"] == ["127.0.0.1", int(ctrl[2])]
+    ctrls = a["controllers"]
+    if checks["mode"] == "fake":  # every node's log lists every node: one path per node
+        assert sorted(c[2] for c in ctrls) == ["4420", "4421", "4422"]
+        assert a["discovery_connected"][1] in (8009, 8010, 8011)
+    else:  # an nvmet port's log lists only itself
+        (ctrl,) = ctrls
+        assert ctrl[2] in ("4420", "4421")
+        assert a["discovery_connected"] == ["127.0.0.1", int(ctrl[2])]
+    assert all(c[1] == "127.0.0.1" and c[3:] == [HOSTNQN.rsplit(":", 1)[1], "live"]
+               for c in ctrls)
 
 
 def test_data_reaches_the_volume(checks):
@@ -67,7 +66,8 @@ def test_extend_seen_through_the_aen(checks):
 
 def test_second_volume_shares_the_cluster_controller(checks):
     s = checks["second_volume"]
-    assert s["same_controllers"] == 1 and s["size"] == 32 << 20
+    assert s["same_controllers"] == (3 if checks["mode"] == "fake" else 1)
+    assert s["size"] == 32 << 20
 
 
 def test_discovery_log_change_connects_the_new_subsystem(checks):

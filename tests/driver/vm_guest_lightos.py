@@ -1,9 +1,11 @@
 """Runs inside the kernel VM as root: the LightOS driver end to end against a real kernel.
 
-The cluster is the kernel's own nvmet target here (configfs): one subsystem NQN for every volume,
-namespaces with the volumes' UUIDs, a host access list (what cinder's initialize_connection
-changes). Everything else is real: the discovery-client service (userspace persistent discovery
-connection, AEN, kernel I/O controllers through /dev/nvme-fabrics), the connector finding
+The cluster is either the fake LightOS cluster (``fake``: three storage nodes served by one
+pynvmetcp target, every node's discovery log listing every node's path, per-volume access lists,
+ANA with one optimized node per volume) or the kernel's own nvmet target (``nvmet``, configfs:
+two ports as two nodes). Either way: one subsystem NQN for every volume, namespaces with the
+volumes' UUIDs, a host access list (what cinder's initialize_connection changes). Everything
+else is real: the discovery-client service (userspace persistent discovery connection, AEN, kernel I/O controllers through /dev/nvme-fabrics), the connector finding
 /dev/nvmeXnY by UUID in the real sysfs, data written through the block device, extend seen through
 the namespace-changed AEN, detach, and a "reboot" (controllers deleted, entry files gone, service
 restarted) restored by the startup reconnect from libvirt's instances.
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "driver")]
 
 W = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/lightos-e2e")
+MODE = sys.argv[2] if len(sys.argv) > 2 else "fake"
 CFG = Path("/sys/kernel/config/nvmet")
 SUBNQN = "nqn.2016-01.com.lightbitslabs:uuid:6a1e2e8c-7cac-48a9-9b1a-c0ffee000001"
 SUB2 = "nqn.2016-01.com.lightbitslabs:uuid:6a1e2e8c-7cac-48a9-9b1a-c0ffee000002"
@@ -110,24 +113,92 @@ def nvmet_unlink(port: int) -> None:
         link.unlink()
 
 
+class NvmetCluster:
+    """Two nvmet ports as two storage nodes (each answers discovery for its own port only)."""
+
+    discovery_ports = (PORT, PORT2)
+    paths = 1  # an nvmet port's discovery log lists only itself
+
+    def setup(self) -> None:
+        sh("modprobe nvmet-tcp && modprobe loop")
+        nvmet_subsystem(SUBNQN)
+        LOOPS[VOL1] = nvmet_namespace(SUBNQN, 1, VOL1, 64)
+        LOOPS[VOL2] = nvmet_namespace(SUBNQN, 2, VOL2, 32)
+        nvmet_link(SUBNQN)
+
+    def stored(self, vol: str) -> str:
+        return f"/tmp/{vol}.img"
+
+    def extend_vol1(self) -> None:
+        sh(f"truncate -s 128M /tmp/{VOL1}.img && losetup -c {LOOPS[VOL1]}")
+        (CFG / "subsystems" / SUBNQN / "namespaces/1/revalidate_size").write_text("1")
+
+    def add_sub2(self) -> None:
+        nvmet_subsystem(SUB2)
+        LOOPS[VOL3] = nvmet_namespace(SUB2, 1, VOL3, 16)
+        nvmet_link(SUB2)
+
+    def kill(self, discovery_port: int) -> int:
+        nvmet_unlink(discovery_port)
+        return discovery_port
+
+    def revive(self, port: int) -> None:
+        nvmet_link(SUBNQN, ports=(port,))
+        nvmet_link(SUB2, ports=(port,))
+
+
+class FakeCluster:
+    """Three nodes of the fake LightOS cluster (lightos-driver fake-cluster) in this process."""
+
+    paths = 3  # every node's discovery log lists every node's I/O port
+
+    def setup(self) -> None:
+        from lightos_driver.fake_cluster import FakeLightOSCluster, target_backend
+
+        self.backend = target_backend(str(W / "volumes"))
+        self.cluster = FakeLightOSCluster(self.backend, 3, io_port=PORT, discovery_port=8009,
+                                          subsysnqn=SUBNQN)
+        self.discovery_ports = tuple(n.discovery_port for n in self.cluster.nodes)
+        for vol, size in ((VOL1, 64 * MIB), (VOL2, 32 * MIB)):
+            self.cluster.create_volume(size, vol)
+            self.cluster.initialize_connection(vol, {"nqn": HOSTNQN})
+
+    def stored(self, vol: str) -> str:
+        return str(self.backend.workdir / f"{vol}.img")
+
+    def extend_vol1(self) -> None:
+        self.cluster.extend_volume(VOL1, 128 * MIB)
+
+    def add_sub2(self) -> None:
+        t = self.backend.target
+        t.add_subsystem(SUB2, allow_any_host=True)
+        t.add_namespace(SUB2, str(self.backend.workdir / f"{VOL3}.img"), nsid=1, size=16 * MIB,
+                        uuid=VOL3)
+
+    def kill(self, discovery_port: int) -> int:
+        index = self.discovery_ports.index(discovery_port)
+        self.cluster.kill_node(index)
+        return index
+
+    def revive(self, index: int) -> None:
+        self.cluster.revive_node(index)
+
+
 def setup() -> None:
-    sh("modprobe nvme-tcp && modprobe nvmet-tcp && modprobe loop")
+    sh("modprobe nvme-tcp")
     if not CFG.exists():
         sh("mount -t configfs none /sys/kernel/config")
     sh("ip link set lo up")
     (W / "etc/nvme").mkdir(parents=True, exist_ok=True)
     (W / "etc/nvme/hostnqn").write_text(HOSTNQN + "\n")
     (W / "etc/nvme/hostid").write_text(HOSTNQN.rsplit(":", 1)[1] + "\n")
-    nvmet_subsystem(SUBNQN)
-    LOOPS[VOL1] = nvmet_namespace(SUBNQN, 1, VOL1, 64)
-    LOOPS[VOL2] = nvmet_namespace(SUBNQN, 2, VOL2, 32)
-    nvmet_link(SUBNQN)
+    CLUSTER.setup()
     time.sleep(0.5)
 
 
+CLUSTER = FakeCluster() if MODE == "fake" else NvmetCluster()
 LOOPS: dict[str, str] = {}
 REBOOTED: list = []
-sys.argv[1:] = sys.argv[1:] or [str(W)]
 setup()
 
 from lightos_driver.connector import LightOSConnector  # noqa: E402
@@ -146,7 +217,7 @@ NODE_XML = W / "node.xml"
 def props(uuid: str) -> dict:
     return {"uuid": uuid, "subsysnqn": SUBNQN, "lightos_nodes": {
         f"127.0.0.1:{port}": {"target_portal": "127.0.0.1", "target_port": port,
-                              "transport_type": "tcp"} for port in (PORT, PORT2)}}
+                              "transport_type": "tcp"} for port in CLUSTER.discovery_ports}}
 
 
 def controllers(nqn: str = SUBNQN) -> list:
@@ -175,7 +246,10 @@ def attach():
     drv.connect_volume(INFO[VOL1], {"uuid": "i-1", "name": "inst-1"})
     dev = INFO[VOL1]["data"]["device_path"]
     name = os.path.basename(dev)
-    emit("attach", device=dev, seconds=round(time.monotonic() - t0, 1),
+    seconds = round(time.monotonic() - t0, 1)
+    # the device appears with the first path; the service connects the others in the background
+    wait(lambda: len(controllers()) >= CLUSTER.paths, 30, f"{CLUSTER.paths} paths")
+    emit("attach", device=dev, seconds=seconds,
          sysfs_uuid=Path(f"/sys/class/block/{name}/uuid").read_text().strip(),
          is_block=Path(dev).is_block_device(),
          controllers=[(c.name, c.traddr, c.trsvcid, c.hostid, c.state) for c in controllers()],
@@ -197,7 +271,7 @@ def data():
         os.preadv(fd, [back], 4 * MIB)
     finally:
         os.close(fd)
-    with open(f"/tmp/{VOL1}.img", "rb") as f:
+    with open(CLUSTER.stored(VOL1), "rb") as f:
         f.seek(4 * MIB)
         stored = f.read(MIB)
     emit("data", read_equal=bytes(back) == pattern, target_equal=stored == pattern)
@@ -208,8 +282,7 @@ def extend():
     dev = INFO[VOL1]["data"]["device_path"]
     name = os.path.basename(dev)
     before = int(Path(f"/sys/class/block/{name}/size").read_text()) * 512
-    sh(f"truncate -s 128M /tmp/{VOL1}.img && losetup -c {LOOPS[VOL1]}")
-    (CFG / "subsystems" / SUBNQN / "namespaces/1/revalidate_size").write_text("1")
+    CLUSTER.extend_vol1()
     t0 = time.monotonic()
     # the kernel host learns the size from the Namespace Attribute Changed AEN (no rescan here)
     wait(lambda: int(Path(f"/sys/class/block/{name}/size").read_text()) * 512 == 128 * MIB,
@@ -234,9 +307,7 @@ def discovery_log_change():
     names it."""
     client = svc.clusters[(SUBNQN, HOSTNQN)]
     reads = client.status.log_reads
-    nvmet_subsystem(SUB2)
-    LOOPS[VOL3] = nvmet_namespace(SUB2, 1, VOL3, 16)
-    nvmet_link(SUB2)
+    CLUSTER.add_sub2()
     t0 = time.monotonic()
     wait(lambda: controllers(SUB2), 30, "a controller for the announced subsystem")
     dev = wait(lambda: kernel.find_block_device(uuid=VOL3), 30, "its namespace")
@@ -278,7 +349,7 @@ def node_failure():
     t.start()
     wait(lambda: len(done) > 20, 30, "I/O running")
     before = len(done)
-    nvmet_unlink(dead)
+    token = CLUSTER.kill(dead)
     t0 = time.monotonic()
     wait(lambda: client.status.connected_to and client.status.connected_to[1] != dead, 60,
          "discovery failover")
@@ -291,8 +362,7 @@ def node_failure():
          failovers=client.status.failovers, writes_before=before, writes_total=len(done),
          errors=errors[:3], same_device=head_same, controllers=paths,
          seconds=round(time.monotonic() - t0, 1))
-    nvmet_link(SUBNQN, ports=(dead,))  # the node comes back
-    nvmet_link(SUB2, ports=(dead,))
+    CLUSTER.revive(token)  # the node comes back
 
 
 @step
@@ -367,7 +437,8 @@ def detach():
     drv.disconnect_volume(INFO[VOL1], {"uuid": "00000000-0000-4000-8000-000000000001"})
     still = bool(controllers())
     drv.disconnect_volume(INFO[VOL2], {"uuid": "00000000-0000-4000-8000-000000000002"})
-    wait(lambda: not controllers(), 30, "controllers disconnected")
+    # the service disconnects the cluster's subsystem, then the one its discovery log announced
+    wait(lambda: not controllers() and not controllers(SUB2), 30, "controllers disconnected")
     emit("detach", controllers_kept_for_other_volume=still, entry_files=sorted(
         p.name for p in PATHS.discovery_dir.iterdir()),
          device_gone=kernel.find_block_device(uuid=VOL1) is None,
