@@ -5,9 +5,10 @@ pynvmetcp target, every node's discovery log listing every node's path, per-volu
 ANA with one optimized node per volume) or the kernel's own nvmet target (``nvmet``, configfs:
 two ports as two nodes). Either way: one subsystem NQN for every volume, namespaces with the
 volumes' UUIDs, a host access list (what cinder's initialize_connection changes). Everything
-else is real: the discovery-client service (userspace persistent discovery connection, AEN, kernel I/O controllers through /dev/nvme-fabrics), the connector finding
-/dev/nvmeXnY by UUID in the real sysfs, data written through the block device, extend seen through
-the namespace-changed AEN, detach, and a "reboot" (controllers deleted, entry files gone, service
+else is real: the discovery-client service (userspace persistent discovery connection, AEN,
+kernel I/O controllers through /dev/nvme-fabrics), the connector finding /dev/nvmeXnY by UUID in
+the real sysfs, data written through the block device, extend seen through the namespace-changed
+AEN, detach, and a "reboot" (controllers deleted, entry files gone, service
 restarted) restored by the startup reconnect from libvirt's instances.
 
 Prints one JSON line per check ({"check": name, ...}); the last is {"check": "done"}.
