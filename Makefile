@@ -3,8 +3,9 @@ PY := .venv/bin/python
 .PHONY: demo test bench fuzz soak captures clean
 
 demo:
-	@scripts/bootstrap.sh
+	@EXTRAS=driver scripts/bootstrap.sh
 	@$(PY) -m pynvmetcp.demo
+	@$(PY) -m lightos_driver.demo
 
 test:
 	@EXTRAS=test,driver scripts/bootstrap.sh

@@ -33,6 +33,8 @@ class ControllerApi:
 
     cntlid: int
     io_queue_ids: list[int]
+    #: The largest data transfer of one command in bytes (MDTS); 0 = no limit known.
+    max_transfer: int = 0
 
     def _run(self, proc: P.Procedure, post: Callable | None = None) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -92,6 +94,7 @@ class Namespace:
         self.block_size = lba_size(idns)
         self.nblocks = idns.nsze
         self.size = self.nblocks * self.block_size
+        self.max_blocks = ctrl.max_transfer // self.block_size  # 0: no limit
 
     def __repr__(self) -> str:
         return f"<Namespace {self.nsid}: {self.nblocks} × {self.block_size} B>"
@@ -102,26 +105,59 @@ class Namespace:
                              f"{self.block_size}-byte block size")
         return nbytes // self.block_size
 
+    def _too_big(self, nlb: int) -> bool:
+        return 0 < self.max_blocks < nlb
+
+    def _pieces(self, slba: int, nlb: int):
+        """(slba, nlb, byte offset) of each command when one transfer exceeds MDTS."""
+        for done in range(0, nlb, self.max_blocks):
+            yield slba + done, min(self.max_blocks, nlb - done), done * self.block_size
+
+    def _split(self, make: Callable, slba: int, nlb: int, buf, result):
+        """One transfer larger than MDTS as several commands, in order, one procedure."""
+        view = memoryview(buf).cast("B")
+        bs = self.block_size
+        return self.ctrl._run(P.in_order(
+            [make(s, n, view[off:off + n * bs]) for s, n, off in self._pieces(slba, nlb)],
+            result))
+
     def read(self, slba: int, nlb: int):
-        """Read ``nlb`` blocks at ``slba``; returns a bytearray."""
+        """Read ``nlb`` blocks at ``slba``; returns a bytearray (split by MDTS if need be)."""
+        if self._too_big(nlb):
+            buf = bytearray(nlb * self.block_size)
+            return self._split(self._read_cmd, slba, nlb, buf, buf)
         return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), queue=-1,
                                      read_len=nlb * self.block_size), _data)
 
     def read_into(self, slba: int, buf):
         """Read into ``buf`` (its length selects the block count); nothing is copied twice."""
         nlb = self._blocks(memoryview(buf).nbytes)
-        return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=buf),
-                             _none)
+        if self._too_big(nlb):
+            return self._split(self._read_cmd, slba, nlb, buf, None)
+        return self.ctrl._io(self._read_cmd(slba, nlb, buf), _none)
+
+    def _read_cmd(self, slba: int, nlb: int, into) -> Command:
+        return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)
 
     def write(self, slba: int, data, *, fua: bool = False):
         nlb = self._blocks(memoryview(data).nbytes)
-        return self.ctrl._io(Command(C.write(self.nsid, slba, nlb, fua=fua), queue=-1,
-                                     write=data), _none)
+
+        def cmd(s: int, n: int, piece) -> Command:
+            return Command(C.write(self.nsid, s, n, fua=fua), queue=-1, write=piece)
+
+        if self._too_big(nlb):
+            return self._split(cmd, slba, nlb, data, None)
+        return self.ctrl._io(cmd(slba, nlb, data), _none)
 
     def compare(self, slba: int, data):
         nlb = self._blocks(memoryview(data).nbytes)
-        return self.ctrl._io(Command(C.compare(self.nsid, slba, nlb), queue=-1, write=data),
-                             _none)
+
+        def cmd(s: int, n: int, piece) -> Command:
+            return Command(C.compare(self.nsid, s, n), queue=-1, write=piece)
+
+        if self._too_big(nlb):
+            return self._split(cmd, slba, nlb, data, None)
+        return self.ctrl._io(cmd(slba, nlb, data), _none)
 
     def flush(self):
         return self.ctrl._io(Command(C.flush(self.nsid), queue=-1), _none)

@@ -14,6 +14,7 @@ from ..errors import NvmeStatusError, NvmeTcpError
 from ..protocol import Completion
 from ..protocol.aer import AsyncEvent
 from ..protocol.reconnect import ReconnectPolicy
+from ..spec.fabrics import Cap
 from . import procedures as P
 from .api import ControllerApi
 from .identity import ConnectParams
@@ -36,6 +37,13 @@ class Association(ControllerApi):
         self._aer_wanted = 0
         self._generation = 0
         self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
+
+    @property
+    def max_transfer(self) -> int:
+        """MDTS in bytes: 2^MDTS units of the minimum memory page size (CAP.MPSMIN)."""
+        if self.id is None or not self.id.mdts:
+            return 0
+        return 1 << (12 + Cap.parse(self.cap.to_bytes(8, "little")).mpsmin + self.id.mdts)
 
     def _queue_for(self, qid: int):
         """0 = admin, -1 = the next I/O queue round-robin, else that I/O queue."""

@@ -101,6 +101,13 @@ def connect_queue(identity: Identity, subnqn: str, qid: int, queue_size: int, ka
     return done.dw0 & 0xFFFF
 
 
+def in_order(commands: list[Command], result: Any = None) -> Procedure:
+    """Execute ``commands`` one after another (the first failure ends it); return ``result``."""
+    for command in commands:
+        yield command
+    return result
+
+
 def get_property(prop: Property) -> Procedure:
     done = yield Command(C.property_get(prop))
     return done.dw0 | done.dw1 << 32

@@ -105,3 +105,11 @@ def test_detach_disconnects_only_when_no_volume_needs_the_cluster(checks):
     d = checks["detach"]
     assert d["controllers_kept_for_other_volume"] is True
     assert d["entry_files"] == [] and d["device_gone"] and d["sub2_gone"]
+
+
+def test_demo_takes_the_kernel_path_where_the_kernel_is(checks):
+    d = checks["demo_kernel_path"]
+    assert d["rc"] == 0, d["stderr"]
+    out = d["stdout"]
+    assert "attach (kernel): discovery-client service + connector + libvirt volume driver" in out
+    assert "extend: 64 MiB → 128 MiB" in out and "LightOS demo done" in out

@@ -446,6 +446,15 @@ def detach():
          sub2_gone=not controllers(SUB2))
 
 
+@step
+def demo_kernel_path():
+    """`make demo`'s LightOS part where the kernel is present: its own cluster and host NQN."""
+    run = subprocess.run([sys.executable, "-m", "lightos_driver.demo", "--mode", "kernel"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'driver'}"})
+    emit("demo_kernel_path", rc=run.returncode, stdout=run.stdout, stderr=run.stderr[-2000:])
+
+
 for proc in REBOOTED:
     proc.send_signal(signal.SIGTERM)
     try:

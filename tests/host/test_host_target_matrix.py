@@ -78,9 +78,45 @@ def test_large_transfers(target):
         data = os.urandom(min(mdts, 1 << 20))
         ns.write(40000, data)
         assert bytes(ns.read(40000, len(data) // 512)) == data
+        # one command beyond the maximum transfer: the target refuses it, with DNR
         with pytest.raises(pynvmetcp.NvmeStatusError) as err:
-            ns.read(0, (4 << 20) // 512)  # beyond the maximum transfer: refused, with DNR
+            ctrl.io[0].execute(Command(C.read(1, 0, (4 << 20) // 512), read_len=4 << 20))
         assert err.value.dnr
+
+
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_transfers_beyond_mdts_are_split(target, api):
+    """The namespace API splits what one command may not carry (MDTS), in order."""
+    data = os.urandom((3 << 20) + 4096)  # 3 MiB + 4 KiB: three full commands and a tail
+    nlb = len(data) // 512
+
+    async def run_async():
+        async with await pynvmetcp.aconnect("127.0.0.1", target.port, NQN) as ctrl:
+            ns = await ctrl.namespace(1)
+            assert ns.max_blocks == ctrl.max_transfer // 512 == (1 << (12 + ctrl.id.mdts)) // 512
+            await ns.write(100000, data)
+            back = await ns.read(100000, nlb)
+            into = bytearray(len(data))
+            await ns.read_into(100000, into)
+            await ns.compare(100000, data)
+            return back, into
+
+    if api == "asyncio":
+        back, into = asyncio.run(run_async())
+    else:
+        with pynvmetcp.connect("127.0.0.1", target.port, NQN, nr_io_queues=2) as ctrl:
+            ns = ctrl.namespace(1)
+            assert 0 < ns.max_blocks < nlb
+            ns.write(100000, data)
+            back = ns.read(100000, nlb)
+            into = bytearray(len(data))
+            ns.read_into(100000, into)
+            ns.compare(100000, data)
+            wrong = bytearray(data)
+            wrong[-1] ^= 1  # in the last piece: every piece is compared
+            with pytest.raises(pynvmetcp.NvmeStatusError, match="Compare Failure"):
+                ns.compare(100000, bytes(wrong))
+    assert bytes(back) == data and bytes(into) == data
 
 
 def test_many_hosts_at_once(target):
