@@ -9,20 +9,14 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from lightos_driver.discovery.kernel_io import IoTarget
 from lightos_driver.discovery.session import LogEntry
+from tests.polling import wait_until
 
 
 def eventually(pred, timeout: float = 5.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(pred, timeout, what, interval=0.02)
 
 
 class FakeSession:

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "driver")]
 
+from tests.polling import wait_until  # noqa: E402
+
 W = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/lightos-e2e")
 MODE = sys.argv[2] if len(sys.argv) > 2 else "fake"
 CFG = Path("/sys/kernel/config/nvmet")
@@ -59,16 +61,6 @@ def sh(cmd: str) -> str:
     if out.returncode:
         raise RuntimeError(f"{cmd}: {out.stderr.strip()}")
     return out.stdout.strip()
-
-
-def wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 # ---- the cluster stand-in: nvmet ----
@@ -249,7 +241,7 @@ def attach():
     name = os.path.basename(dev)
     seconds = round(time.monotonic() - t0, 1)
     # the device appears with the first path; the service connects the others in the background
-    wait(lambda: len(controllers()) >= CLUSTER.paths, 30, f"{CLUSTER.paths} paths")
+    wait_until(lambda: len(controllers()) >= CLUSTER.paths, 30, f"{CLUSTER.paths} paths")
     emit("attach", device=dev, seconds=seconds,
          sysfs_uuid=Path(f"/sys/class/block/{name}/uuid").read_text().strip(),
          is_block=Path(dev).is_block_device(),
@@ -286,7 +278,7 @@ def extend():
     CLUSTER.extend_vol1()
     t0 = time.monotonic()
     # the kernel host learns the size from the Namespace Attribute Changed AEN (no rescan here)
-    wait(lambda: int(Path(f"/sys/class/block/{name}/size").read_text()) * 512 == 128 * MIB,
+    wait_until(lambda: int(Path(f"/sys/class/block/{name}/size").read_text()) * 512 == 128 * MIB,
          20, "the new size through the AEN")
     seen = round(time.monotonic() - t0, 1)
     new = drv.extend_volume(INFO[VOL1], None, 128 * MIB)
@@ -310,8 +302,8 @@ def discovery_log_change():
     reads = client.status.log_reads
     CLUSTER.add_sub2()
     t0 = time.monotonic()
-    wait(lambda: controllers(SUB2), 30, "a controller for the announced subsystem")
-    dev = wait(lambda: kernel.find_block_device(uuid=VOL3), 30, "its namespace")
+    wait_until(lambda: controllers(SUB2), 30, "a controller for the announced subsystem")
+    dev = wait_until(lambda: kernel.find_block_device(uuid=VOL3), 30, "its namespace")
     emit("discovery_log_change", log_reads_before=reads, log_reads=client.status.log_reads,
          device=dev, seconds=round(time.monotonic() - t0, 1))
 
@@ -348,13 +340,13 @@ def node_failure():
 
     t = threading.Thread(target=writer)
     t.start()
-    wait(lambda: len(done) > 20, 30, "I/O running")
+    wait_until(lambda: len(done) > 20, 30, "I/O running")
     before = len(done)
     token = CLUSTER.kill(dead)
     t0 = time.monotonic()
-    wait(lambda: client.status.connected_to and client.status.connected_to[1] != dead, 60,
+    wait_until(lambda: client.status.connected_to and client.status.connected_to[1] != dead, 60,
          "discovery failover")
-    wait(lambda: len(done) > before + 50, 90, "I/O continuing on the other node")
+    wait_until(lambda: len(done) > before + 50, 90, "I/O continuing on the other node")
     stop.set()
     t.join(timeout=60)
     head_same = kernel.find_block_device(uuid=VOL1) == dev
@@ -408,10 +400,10 @@ def reboot():
         env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'driver'}"})
     REBOOTED.append(proc)
     t0 = time.monotonic()
-    devs = wait(lambda: all(kernel.find_block_device(uuid=v) for v in (VOL1, VOL2))
+    devs = wait_until(lambda: all(kernel.find_block_device(uuid=v) for v in (VOL1, VOL2))
                 and [kernel.find_block_device(uuid=v) for v in (VOL1, VOL2)], 90,
                 "both volumes back")
-    files = wait(lambda: len(list(PATHS.discovery_dir.iterdir())) == 2 and sorted(
+    files = wait_until(lambda: len(list(PATHS.discovery_dir.iterdir())) == 2 and sorted(
         p.name for p in PATHS.discovery_dir.iterdir()), 30,
                  "entry files rewritten")
     emit("reboot", gone_before=gone, devices=devs, entry_files=files,
@@ -439,7 +431,7 @@ def detach():
     still = bool(controllers())
     drv.disconnect_volume(INFO[VOL2], {"uuid": "00000000-0000-4000-8000-000000000002"})
     # the service disconnects the cluster's subsystem, then the one its discovery log announced
-    wait(lambda: not controllers() and not controllers(SUB2), 30, "controllers disconnected")
+    wait_until(lambda: not controllers() and not controllers(SUB2), 30, "controllers disconnected")
     emit("detach", controllers_kept_for_other_volume=still, entry_files=sorted(
         p.name for p in PATHS.discovery_dir.iterdir()),
          device_gone=kernel.find_block_device(uuid=VOL1) is None,

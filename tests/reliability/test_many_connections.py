@@ -8,10 +8,10 @@ import resource
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pynvmetcp
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 NQN = "nqn.2024-01.io.pynvmetcp:crowd"
@@ -36,15 +36,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(cond, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def test_thousands_of_idle_and_slow_connections(tmp_path):
     _raise_nofile()
     port = _free_port()
@@ -64,7 +55,7 @@ path = "mem:8M"
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     crowd: list[socket.socket] = []
     try:
-        assert _wait(lambda: _connectable(port), 20)
+        assert poll(lambda: _connectable(port), 20, 0.05)
         with pynvmetcp.connect("127.0.0.1", port, NQN, kato=5) as ctrl:
             ns = ctrl.namespace(1)
             base = _rss_kib(proc.pid)
@@ -80,7 +71,7 @@ path = "mem:8M"
             # ~2000 connections must not cost more than ~100 KiB each
             assert peak - base < CONNECTIONS * 100
             # after connect_timeout every connection that never sent Connect is closed
-            closed = _wait(lambda: all(_closed(s) for s in crowd), 30)
+            closed = poll(lambda: all(_closed(s) for s in crowd), 30, 0.05)
             assert closed
             ns.write(0, data[::-1])
             assert bytes(ns.read(0, 16)) == data[::-1]

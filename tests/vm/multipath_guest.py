@@ -17,6 +17,8 @@ import threading
 import time
 
 ROOT = sys.argv[1]
+sys.path.insert(0, ROOT)
+from tests.polling import poll  # noqa: E402
 NQN = "nqn.2024-01.io.pynvmetcp:multipath"
 UUID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555"
@@ -30,16 +32,6 @@ def emit(check, **kw):
 
 def sh(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True)
-
-
-def wait_for(fn, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    return fn()
 
 
 def node(name, port, ana_state, cntlids):
@@ -64,7 +56,7 @@ ana_group = 1
     log = open(f"/tmp/{name}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "pynvmetcp", "target", "--config", cfg],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(lambda: sh(f"ss -ltn | grep -q ':{port} '").returncode == 0, 20)
+    poll(lambda: sh(f"ss -ltn | grep -q ':{port} '").returncode == 0, 20)
     return proc
 
 
@@ -87,9 +79,9 @@ def main():
         r = sh(f"nvme connect -t tcp -a 127.0.0.1 -s {port} -n {NQN} -q {HOSTNQN} "
                f"--reconnect-delay 1 --ctrl-loss-tmo 120")
         emit("connect", port=port, rc=r.returncode, err=r.stderr.strip()[-300:])
-    dev = wait_for(lambda: [d for d in glob.glob("/dev/nvme*n1") if "c" not in
-                            os.path.basename(d)[4:]], 20)
-    emit("paths", dev=dev, ana=wait_for(lambda: len(ana_states()) == 2 and ana_states(), 20))
+    dev = poll(lambda: [d for d in glob.glob("/dev/nvme*n1") if "c" not in
+                        os.path.basename(d)[4:]], 20)
+    emit("paths", dev=dev, ana=poll(lambda: len(ana_states()) == 2 and ana_states(), 20))
     dev = dev[0]
     fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
     buf = mmap.mmap(-1, BLOCK)
@@ -114,19 +106,19 @@ def main():
 
     t = threading.Thread(target=writer)
     t.start()
-    wait_for(lambda: count[0] > 200, 30)
+    poll(lambda: count[0] > 200, 30)
     before = count[0]
     a.send_signal(signal.SIGKILL)  # the optimized node dies mid-I/O
     a.wait()
     t0 = time.monotonic()
-    wait_for(lambda: count[0] > before + 300, 60)
+    poll(lambda: count[0] > before + 300, 60)
     emit("after_kill", writes_before=before, writes_after=count[0], errors=errors[:5],
          continued_in=round(time.monotonic() - t0, 2), ana=ana_states())
     a = node("a", 4420, "optimized", (1, 99))
-    back = wait_for(lambda: ana_states().count("optimized") == 1 and
-                    sh("cat /sys/class/nvme/nvme*/state").stdout.split().count("live") >= 2, 60)
+    back = poll(lambda: ana_states().count("optimized") == 1 and
+                sh("cat /sys/class/nvme/nvme*/state").stdout.split().count("live") >= 2, 60)
     mid = count[0]
-    wait_for(lambda: count[0] > mid + 200, 60)
+    poll(lambda: count[0] > mid + 200, 60)
     stop.set()
     t.join()
     emit("restored", path_back=bool(back), ana=ana_states(), writes=count[0], errors=errors[:5])
