@@ -30,7 +30,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ native -nt "$stamp" ]; then
-    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
+    # pip's warnings and setuptools' deprecation notes go to a log, shown only if pip fails
+    log="$VENV/install.log"
+    echo "bootstrap: installing the package with extras [$EXTRAS] into $VENV"
+    if ! { "$VENV/bin/pip" install -q --upgrade pip && \
+           "$VENV/bin/pip" install -q -e ".[$EXTRAS]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "bootstrap: pip failed (log above, also in $log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
