@@ -17,8 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NQN = "nqn.2024-01.io.pynvmetcp:bench"
 RAW_SERVER = r"""
-import os, socket, sys
-os.sched_setaffinity(0, {int(sys.argv[2])} & os.sched_getaffinity(0) or os.sched_getaffinity(0))
+import socket, sys
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(64)
 import threading
@@ -46,16 +45,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: The cores this benchmark may use, read once before ``pin_client`` narrows the process to
+#: one: a peer started after that must still get the other core, not inherit the client's.
+CORES = sorted(os.sched_getaffinity(0))
+
+
 def server_core() -> int:
-    cores = sorted(os.sched_getaffinity(0))
-    return cores[-1]
+    return CORES[-1]
 
 
 def pin_client() -> None:
     """Client on the first core, servers on the last (when there are two)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) > 1:
-        os.sched_setaffinity(0, {cores[0]})
+    if len(CORES) > 1:
+        os.sched_setaffinity(0, {CORES[0]})
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -95,7 +97,7 @@ def target_process(size: str = "mem:256M"):
 @contextlib.contextmanager
 def raw_server():
     port = free_port()
-    with _process([sys.executable, "-c", RAW_SERVER, str(port), str(server_core())], port):
+    with _process([sys.executable, "-c", RAW_SERVER, str(port)], port):
         yield port
 
 
