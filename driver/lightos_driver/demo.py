@@ -69,7 +69,10 @@ def kernel_usable() -> tuple[bool, str]:
     if os.geteuid() != 0:
         return False, "not root"
     if not os.path.exists(kernel.FABRICS_DEV):
-        subprocess.run(["modprobe", "nvme-tcp"], capture_output=True)
+        try:
+            subprocess.run(["modprobe", "nvme-tcp"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # no modprobe: available() below says what is missing
     return kernel.available(passthrough=False)
 
 
