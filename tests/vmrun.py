@@ -25,6 +25,11 @@ ip link set lo up
 """
 
 
+#: Boots tried when QEMU itself dies before the guest script starts (an emulator crash, not a
+#: test result).
+BOOT_ATTEMPTS = 3
+
+
 def find_kernel() -> str | None:
     """The newest /boot/vmlinuz-*-amd64 whose modules are installed."""
     for path in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
@@ -71,12 +76,24 @@ def run_guest(script: str, *, rwdirs: list[str], timeout: float = 600, memory: s
         cmd += ["--rwdir", d]
     cmd += ["--exec", str(body)]
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PATH": path}, stdin=subprocess.DEVNULL)
+    early_crashes = []
+    for _ in range(BOOT_ATTEMPTS):
+        out.unlink(missing_ok=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PATH": path}, stdin=subprocess.DEVNULL)
+        if out.exists() or proc.returncode == 0:
+            break
+        # QEMU died before the guest ran a line of the script (seen: an assertion in QEMU's
+        # MSI-X emulation while the guest kernel probes its devices under TCG). Nothing of the
+        # test ran, so booting again is safe; what it said is kept for the report.
+        early_crashes.append((proc.stdout + proc.stderr).strip()[-1000:])
     text = out.read_text(errors="replace") if out.exists() else ""
     code = int(rc.read_text().strip()) if rc.exists() else 255
-    return subprocess.CompletedProcess(cmd, code, text + ("" if rc.exists() else
-                                                          proc.stdout + proc.stderr), "")
+    if not rc.exists():
+        text += proc.stdout + proc.stderr
+        text += "".join(f"\n[boot {i + 1} crashed before the script: {c}]"
+                        for i, c in enumerate(early_crashes))
+    return subprocess.CompletedProcess(cmd, code, text, "")
 
 
 def guest_checks(script: str, workdir: str, *, timeout: float = 900,
