@@ -31,14 +31,12 @@ import pynvmetcp
 from pynvmetcp import kernel
 from pynvmetcp.spec.identify import NIDT_UUID, OAES_ANA_CHANGE, OAES_NS_ATTR
 from pynvmetcp.spec.logpages import AnaLogPage
+from pynvmetcp.spec.opcodes import AnaState, AsyncEventNotice, AsyncEventType, LogPageId
 
 from .fake_cluster import FakeLightOSCluster, target_backend
 
 MIB = 1 << 20
 SIZE, GROWN = 64 * MIB, 128 * MIB
-LID_ANA = 0x0C
-ANA_OPTIMIZED = 1
-AEN_NOTICE, AEN_NS_ATTR_CHANGED = 2, 0
 
 
 class DemoFailed(Exception):
@@ -110,14 +108,14 @@ class UserspaceFlow:
              f"namespace {self.nsid}, optimized path :{self.optimized()}")
 
     def _on_event(self, event) -> None:
-        if (event.aet, event.aei) == (AEN_NOTICE, AEN_NS_ATTR_CHANGED):
+        if (event.aet, event.aei) == (AsyncEventType.NOTICE, AsyncEventNotice.NS_ATTR_CHANGED):
             self.resized.set()
 
     def optimized(self) -> int:
         """The I/O port whose ANA group for our namespace is optimized, asked of that path."""
         for port, ctrl in self.paths.items():
-            page = AnaLogPage.parse(ctrl.get_log_page(LID_ANA, 4096, nsid=0))
-            if any(self.nsid in g.nsids and g.state == ANA_OPTIMIZED for g in page.groups):
+            page = AnaLogPage.parse(ctrl.get_log_page(LogPageId.ANA, 4096, nsid=0))
+            if any(self.nsid in g.nsids and g.state == AnaState.OPTIMIZED for g in page.groups):
                 return port
         raise DemoFailed("no path is optimized for the volume")
 

@@ -1,9 +1,10 @@
-"""Multi-step host procedures written once, as generators, for both the blocking and asyncio hosts.
+"""Multi-step host procedures written once, as generators, for the blocking and asyncio hosts.
 
 A procedure yields ``Command`` (execute on a queue, send back the Completion), ``OpenQueue``
-(connect a queue's socket) or ``Sleep`` requests and returns its result; ``run_sync`` and ``run_async`` drive it. Controller bring-up,
-shutdown and the discovery log's genctr-checked paging live here so the two hosts cannot drift apart.
-A failed command is thrown into the procedure as NvmeStatusError, so a procedure may recover.
+(connect a queue's socket) or ``Sleep`` requests and returns its result; ``run_sync`` and
+``run_async`` drive it. Controller bring-up, shutdown, the discovery log's genctr-checked paging
+and transfers split by MDTS live here so the two hosts cannot drift apart. A failed command is
+thrown into the procedure as NvmeStatusError, so a procedure may recover.
 """
 from __future__ import annotations
 
