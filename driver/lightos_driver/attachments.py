@@ -44,13 +44,30 @@ class AttachmentRecord:
         self._lock_file = self.path.with_name(self.path.name + ".lock")
 
     def load(self) -> dict[str, Any]:
+        """The record; a corrupt one is moved aside (kept for the operator) and starts empty.
+
+        Why not raise: a record that cannot be parsed would otherwise block every attach and
+        detach on this host, while the volumes themselves are fine; only the reboot reconnect
+        loses what it listed, and the log says where the old file went."""
         try:
             data = json.loads(self.path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("volumes", {}), dict):
+                raise ValueError("not an attachment record")
         except FileNotFoundError:
             return {"version": VERSION, "volumes": {}}
-        except (OSError, ValueError) as exc:
-            log.error("attachment record %s unreadable: %s", self.path, exc)
-            raise
+        except ValueError as exc:
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
+            try:
+                self.path.rename(aside)
+            except OSError as err:
+                log.error("attachment record %s is corrupt (%s) and cannot be moved aside: %s",
+                          self.path, exc, err)
+                raise
+            log.error("attachment record %s was corrupt (%s): moved to %s, starting empty; the "
+                      "startup reconnect will not know the volumes it listed", self.path, exc,
+                      aside)
+            return {"version": VERSION, "volumes": {}}
         data.setdefault("volumes", {})
         return data
 

@@ -23,6 +23,16 @@ class EntryFileError(LightOSError):
     """A discovery-client entry file could not be written, read or removed."""
 
 
+class ExtendIncomplete(LightOSError):
+    """The kernel still shows a smaller volume than requested after the bounded wait: nova must
+    not resize the guest's disk to a size the host does not have."""
+
+    def __init__(self, uuid: str, size: int, requested: int, waited: float) -> None:
+        self.uuid, self.size, self.requested = uuid, size, requested
+        super().__init__(f"LightOS volume {uuid}: the kernel shows {size} bytes after {waited:g} s,"
+                         f" {requested} requested")
+
+
 class FlushError(LightOSError):
     """Flushing a block device before detach failed."""
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from . import devices, domains
 from .attachments import AttachmentRecord, instance_ident
 from .connector import DEVICE_SCAN_ATTEMPTS_DEFAULT, LightOSConnector
-from .errors import LightOSError
+from .errors import ExtendIncomplete, LightOSError
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -167,9 +167,7 @@ class LibvirtLightOSVolumeDriver:
                 if dev:
                     devices.rescan(self.paths, dev)
                 rescanned = True
-        log.warning("LightOS volume %s: kernel shows %d bytes, %d requested",
-                    data.get("uuid"), size, requested_size)
-        return size
+        raise ExtendIncomplete(data.get("uuid", "?"), size, requested_size, self.extend_wait)
 
     # ---- attaching through libvirt itself ----
     def attach(self, connection_info: dict, disk_info: dict, instance: Any) -> str:

@@ -212,3 +212,76 @@ def test_service_stop_keeps_kernel_controllers(fakehost, svc_factory):
     svc.stop()
     assert len(kio.connected) == 3 and kio.disconnects == []
     assert net.live_sessions() == []
+
+
+def test_a_rejected_file_keeps_its_last_good_entries(fakehost, svc_factory):
+    """A typo in the only entry file of a cluster in use must not disconnect its volumes."""
+    svc, net, kio = svc_factory()
+    svc.start()
+    conf = fakehost.paths.discovery_dir / "vol1.conf"
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: len(kio.connected) == 3)
+    conf.write_text(conf.read_text() + "-t tcp -a 10.0.0.4 -s 8009 --nr-io-queues 4\n")
+    eventually(lambda: "vol1.conf" in svc.rejected, what="the file rejected")
+    assert kio.disconnects == [] and len(kio.connected) == 3
+    assert (SUBSYSNQN, fakehost.hostnqn) in svc.clusters
+    os.unlink(conf)  # removing it still detaches
+    eventually(lambda: kio.disconnects == [(SUBSYSNQN, fakehost.hostnqn)], what="disconnect")
+
+
+def test_a_missing_directory_changes_nothing(fakehost, svc_factory):
+    svc, net, kio = svc_factory()
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: len(kio.connected) == 3)
+    d = fakehost.paths.discovery_dir
+    d.rename(d.with_name("discovery.d.moved"))
+    svc.reconcile()
+    assert kio.disconnects == [] and (SUBSYSNQN, fakehost.hostnqn) in svc.clusters
+
+
+def test_restart_keeps_a_rejected_files_entries_from_internal_state(fakehost, svc_factory):
+    svc, net, kio = svc_factory()
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: len(kio.connected) == 3)
+    svc.stop()
+    conf = fakehost.paths.discovery_dir / "vol1.conf"
+    conf.write_text(conf.read_text() + "--bogus\n")  # broken while the service was down
+    svc2, _, _ = svc_factory(net=net, kio=kio)
+    svc2.start()
+    assert "vol1.conf" in svc2.rejected
+    assert list(svc2.clusters) == [(SUBSYSNQN, fakehost.hostnqn)] and kio.disconnects == []
+
+
+def _served_then_file_removed_while_down(fakehost, svc_factory):
+    svc, net, kio = svc_factory()
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: len(kio.connected) == 3)
+    svc.stop()
+    os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
+    return net, kio
+
+
+def test_files_removed_while_down_disconnect_at_start(fakehost, svc_factory):
+    net, kio = _served_then_file_removed_while_down(fakehost, svc_factory)
+    svc2, _, _ = svc_factory(net=net, kio=kio)
+    svc2.start()
+    assert kio.disconnects == [(SUBSYSNQN, fakehost.hostnqn)] and kio.connected == {}
+
+
+def test_removed_while_down_but_recorded_as_attached_is_kept(fakehost, svc_factory):
+    """The startup reconnect is about to restore the file: its volume's I/O must not stop."""
+    from lightos_driver.attachments import AttachmentRecord
+    from fakehost import VOLUME_UUID, connection_props
+    net, kio = _served_then_file_removed_while_down(fakehost, svc_factory)
+    AttachmentRecord(fakehost.paths.attachments_file).add(connection_props(VOLUME_UUID), "i-1")
+    svc2, _, _ = svc_factory(net=net, kio=kio)
+    svc2.start()
+    assert kio.disconnects == [] and len(kio.connected) == 3
+
+
+def test_metrics_port_defaults_to_6060_on_both_sides():
+    from lightos_driver.connector import LightOSConnector
+    assert ServiceConfig().metrics_port == 6060 == LightOSConnector().dsc_port

@@ -117,6 +117,34 @@ def test_extend_rescans_when_the_event_is_lost(fakehost):
     assert drv.extend_volume(conn_info(), None, 3 << 30) == 3 << 30
 
 
+def test_extend_that_never_shows_fails_instead_of_reporting_the_old_size(fakehost):
+    """nova would resize the guest's disk to whatever size is returned."""
+    import time
+
+    from lightos_driver.errors import ExtendIncomplete
+    fakehost.add_namespace("nvme0n1", VOLUME_UUID, size_bytes=1 << 30, ctrls=(0,))
+    drv = make_driver(fakehost, sleep=lambda s: time.sleep(0.01), extend_wait=0.1)
+    with pytest.raises(ExtendIncomplete) as err:
+        drv.extend_volume(conn_info(), None, 2 << 30)
+    assert (err.value.size, err.value.requested) == (1 << 30, 2 << 30)
+
+
+def test_corrupt_attachment_record_is_moved_aside_and_attach_detach_work(fakehost):
+    record = fakehost.paths.attachments_file
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text('{"volumes": {"truncated')
+    fakehost.add_namespace("nvme0n1", VOLUME_UUID)
+    drv = make_driver(fakehost)
+    info = conn_info()
+    drv.connect_volume(info, {"uuid": "i-1", "name": "inst-1"})
+    assert list(drv.record.volumes()) == [VOLUME_UUID]
+    aside = [p.name for p in record.parent.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and (record.parent / aside[0]).read_text() == '{"volumes": {"truncated'
+    record.write_text("[]")  # valid JSON, not a record
+    drv.disconnect_volume(info, {"uuid": "i-1", "name": "inst-1"})
+    assert not (fakehost.paths.discovery_dir / f"{VOLUME_UUID}.conf").exists()
+
+
 def test_extend_of_unattached_volume_fails(fakehost):
     from lightos_driver.errors import DeviceNotFound
     with pytest.raises(DeviceNotFound):

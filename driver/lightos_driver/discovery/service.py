@@ -2,7 +2,10 @@
 
 Reconcile, on start and after every change of discovery.d:
 
-1. read every entry file (a file with a format error is rejected whole and changes nothing);
+1. read every entry file; a file with a format error is rejected whole and changes nothing: its
+   last good entries stay in force (also across a restart, from internal.json) until it is
+   fixed or removed, so a typo in the only file of a cluster never disconnects volumes in use;
+   a missing discovery.d changes nothing either;
 2. group the entries per cluster (subsysnqn, hostnqn); add the endpoints learnt from referrals
    (kept in internal.json) for the clusters that still have entries;
 3. start a ClusterClient for a new cluster, hand new endpoint lists to running ones;
@@ -13,8 +16,11 @@ Reconcile, on start and after every change of discovery.d:
 5. write internal.json (atomically) with user and referral entries.
 
 On start the user directory is the truth for user entries (a file removed while the service was
-down is honoured); internal.json contributes the referral endpoints. Upstream instead prefers
-internal.json wholesale when it is newer than the directory.
+down is honoured: the clusters internal.json says were served and no file names any more are
+disconnected, unless the driver's attachment record still lists a volume of theirs — the startup
+reconnect is about to restore its file); internal.json contributes the referral endpoints and the
+last good entries of files rejected now. Upstream instead prefers internal.json wholesale when it
+is newer than the directory.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..attachments import AttachmentRecord
 from ..entries import SOURCE_REFERRAL, SOURCE_USER, Entry, read_dir, read_internal, \
     with_source, write_internal
 from ..paths import Paths
@@ -64,6 +71,7 @@ class DiscoveryService:
         self.referrals: dict[Cluster, list[Entry]] = {}
         self.rejected: dict[str, str] = {}
         self.user_entries: list[Entry] = []
+        self._last_good: dict[str, list[Entry]] = {}  # entry file name → its last good entries
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.watcher = DirWatcher(self.paths.discovery_dir, lambda names: self.reconcile(),
@@ -75,16 +83,21 @@ class DiscoveryService:
         self.paths.discovery_dir.mkdir(parents=True, exist_ok=True)
         self.paths.internal_dir.mkdir(parents=True, exist_ok=True)
         state = read_internal(self.paths.internal_json)
+        served_before: set[Cluster] = set()
         if state:
             for e in state.entries:
                 if e.source == SOURCE_REFERRAL:
                     self.referrals.setdefault(e.cluster, []).append(e)
+                elif e.file:
+                    self._last_good.setdefault(e.file, []).append(e)
+                    served_before.add(e.cluster)
         if self.config.metrics_port is not None:
             self.metrics_server = MetricsServer(self.metrics, self.config.metrics_host,
                                                 self.config.metrics_port)
             self.metrics_server.start()
         self.watcher.start()  # before the first read: no change can slip between the two
         self.reconcile()
+        self._disconnect_dropped_while_down(served_before)
         log.info("discovery-client serving %d cluster(s) from %s (watch: %s, metrics: %s)",
                  len(self.clusters), self.paths.discovery_dir, self.watcher.mode,
                  self.metrics_server.port if self.metrics_server else "off")
@@ -112,9 +125,20 @@ class DiscoveryService:
         with self._lock:
             if self._stopped.is_set():
                 return
+            if not self.paths.discovery_dir.is_dir():
+                log.error("%s is missing: the %d cluster(s) served stay as they are",
+                          self.paths.discovery_dir, len(self.clusters))
+                return
             files, errors = read_dir(self.paths.discovery_dir)
             self.rejected = errors
             self.metrics.rejected_files.set(len(errors))
+            for name in errors:
+                kept = self._last_good.get(name)
+                if kept:
+                    files[name] = kept
+                    log.warning("entry file %s rejected: its last good entries (%d) stay in "
+                                "force until it is fixed or removed", name, len(kept))
+            self._last_good = {name: list(entries) for name, entries in files.items()}
             user: dict[tuple, Entry] = {}
             for name, entries in files.items():
                 for e in entries:
@@ -167,6 +191,30 @@ class DiscoveryService:
         self.metrics.io_controllers.labels(*cluster).set(0)
         log.info("cluster %s no longer needed by any entry file: discovery stopped, "
                  "controllers %s disconnected", cluster[0], names)
+
+    def _disconnect_dropped_while_down(self, served_before: set[Cluster]) -> None:
+        """Clusters served before the restart that no entry file names now: their files were
+        removed while the service was down (the volumes were detached), so their controllers
+        go — except where the attachment record still lists a volume of the cluster."""
+        dropped = served_before - set(self.clusters)
+        if not dropped:
+            return
+        try:
+            recorded = {v.get("connection", {}).get("subsysnqn")
+                        for _, v in AttachmentRecord(self.paths.attachments_file)}
+        except OSError as exc:
+            log.error("attachment record unreadable (%s): keeping the controllers of %s", exc,
+                      ", ".join(c[0] for c in sorted(dropped)))
+            return
+        for subsysnqn, hostnqn in sorted(dropped):
+            if subsysnqn in recorded:
+                log.warning("cluster %s has no entry file but the attachment record lists a "
+                            "volume of it: keeping its controllers (the startup reconnect "
+                            "restores the file)", subsysnqn)
+                continue
+            names = self.kernel_io.disconnect_cluster(subsysnqn, hostnqn)
+            log.info("cluster %s: its entry files were removed while the service was down: "
+                     "controllers %s disconnected", subsysnqn, names)
 
     def _learnt(self, client: ClusterClient, new: list[Entry]) -> None:
         with self._lock:
