@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import NvmeTcpError
@@ -15,8 +16,15 @@ COMMANDS = ["discover", "connect", "disconnect", "list", "identify", "io", "getl
             "decode"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is one ``-h`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="pynvmetcp", description="NVMe over TCP in Python")
+    parser = OneLineParser(prog="pynvmetcp", description="NVMe over TCP in Python")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     owners: dict[str, object] = {}
     for name in COMMANDS:
@@ -38,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return owners[args.command].run(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `pynvmetcp id-ctrl … | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, FileNotFoundError) as exc:
         print(f"pynvmetcp: error: {exc}", file=sys.stderr)
         return 2

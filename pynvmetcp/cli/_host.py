@@ -8,9 +8,55 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import socket
 import sys
+import uuid
 
+from ..errors import NvmeTcpError
 from ..host import connect
+
+U32, U64 = 0xFFFFFFFF, 2**64 - 1
+
+
+def number(lo: int, hi: int, what: str):
+    """An argparse type: an integer (decimal or 0x…) within [lo, hi], refused in one line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, not {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be in {lo}..{hi}, not {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def seconds(lo: float, hi: float, what: str):
+    """An argparse type: a finite number of seconds within [lo, hi]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{what} must be {lo:.0f}..{hi:.0f} seconds, "
+                                             f"not {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def host_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"host ID must be a UUID, not {text!r}") from None
+
+
+PORT = number(1, 65535, "port")
+NSID = number(1, U32 - 1, "namespace ID")
 
 
 def add_connection_args(p: argparse.ArgumentParser, *, nqn_flag: str = "-n",
@@ -21,22 +67,24 @@ def add_connection_args(p: argparse.ArgumentParser, *, nqn_flag: str = "-n",
                    help="transport type (only tcp)")
     p.add_argument("-a", "--traddr", help="target address")
     svc = [svc_flag, "--trsvcid"] if svc_flag else ["--trsvcid"]
-    p.add_argument(*svc, dest="trsvcid", type=int, default=default_port,
+    p.add_argument(*svc, dest="trsvcid", type=PORT, default=default_port,
                    help=f"target port (default {default_port})")
     nqn = [nqn_flag, "--nqn"] if nqn_flag else ["--nqn"]
     p.add_argument(*nqn, dest="nqn", required=False, help="subsystem NQN")
     p.add_argument("-q", "--hostnqn", help="host NQN (default: /etc/nvme/hostnqn)")
-    p.add_argument("-I", "--hostid", help="host ID (default: /etc/nvme/hostid)")
+    p.add_argument("-I", "--hostid", type=host_id, help="host ID (default: /etc/nvme/hostid)")
     p.add_argument("-g", "--hdr-digest", action="store_true", help="enable header digest")
     p.add_argument("-G", "--data-digest", action="store_true", help="enable data digest")
-    p.add_argument("-k", "--keep-alive-tmo", type=float, default=None,
-                   help="keep-alive timeout in seconds")
-    p.set_defaults(_nqn_required=nqn_required)
+    p.add_argument("-k", "--keep-alive-tmo", type=seconds(0, U32 // 1000, "keep-alive timeout"),
+                   default=None, help="keep-alive timeout in seconds")
+    p.set_defaults(_nqn_required=nqn_required, _nqn_flags="/".join(nqn))
 
 
 def add_queue_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--nr-io-queues", type=int, default=1, help="number of I/O queues")
-    p.add_argument("-Q", "--queue-size", type=int, default=128, help="I/O queue size")
+    p.add_argument("-i", "--nr-io-queues", type=number(1, 65535, "I/O queue count"), default=1,
+                   help="number of I/O queues")
+    p.add_argument("-Q", "--queue-size", type=number(2, 65536, "queue size"), default=128,
+                   help="I/O queue size")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -49,7 +97,7 @@ def connect_kwargs(args: argparse.Namespace, **extra) -> dict:
     if not args.traddr:
         raise ValueError("a target address is needed (-a/--traddr)")
     if args._nqn_required and not args.nqn:
-        raise ValueError("a subsystem NQN is needed (-n/--nqn)")
+        raise ValueError(f"a subsystem NQN is needed ({args._nqn_flags})")
     kw = dict(hostnqn=args.hostnqn, hostid=args.hostid, hdr_digest=args.hdr_digest,
               data_digest=args.data_digest)
     if args.keep_alive_tmo is not None:
@@ -59,11 +107,37 @@ def connect_kwargs(args: argparse.Namespace, **extra) -> dict:
 
 
 @contextlib.contextmanager
-def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0):
+def reaching(args: argparse.Namespace):
+    """Errors of reaching the target name it: a bare "Connection refused" does not say where."""
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {args.traddr!r}: {exc.strerror}") from None
+    except OSError as exc:
+        raise OSError(f"{args.traddr}:{args.trsvcid}: {exc.strerror or exc}") from None
+    except NvmeTcpError as exc:
+        raise NvmeTcpError(f"{args.traddr}:{args.trsvcid}: {exc}") from None
+
+
+@contextlib.contextmanager
+def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0, **extra):
     """Connect with the userspace host for the duration of one command."""
-    with connect(args.traddr, args.trsvcid, args.nqn,
-                 **connect_kwargs(args, nr_io_queues=nr_io_queues)) as ctrl:
+    with reaching(args):
+        ctrl = connect(args.traddr, args.trsvcid, args.nqn,
+                       **connect_kwargs(args, nr_io_queues=nr_io_queues, **extra))
+    with ctrl:
         yield ctrl
+
+
+def human_size(nbytes: float) -> str:
+    """1536 → '1.50 KiB' (binary units, as lsblk and nvme-cli print)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024:
+            break
+        nbytes /= 1024
+    else:
+        unit = "PiB"
+    return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.2f} {unit}"
 
 
 def is_json(args: argparse.Namespace) -> bool:

@@ -12,16 +12,20 @@ import signal
 import threading
 
 from ._host import (add_connection_args, add_output_args, add_queue_args, connect_kwargs,
-                    is_json, print_json, userspace_controller)
+                    human_size, is_json, print_json, seconds, userspace_controller)
 
 
 def register(sub) -> None:
     p = sub.add_parser("connect", help="connect to an NVMe/TCP subsystem")
     add_connection_args(p)
     add_queue_args(p)
-    p.add_argument("-l", "--ctrl-loss-tmo", type=float, default=None)
-    p.add_argument("-c", "--reconnect-delay", type=float, default=None)
-    p.add_argument("-D", "--duplicate-connect", action="store_true")
+    p.add_argument("-l", "--ctrl-loss-tmo", type=seconds(-1, 2**31, "ctrl-loss-tmo"),
+                   default=None, help="give up reconnecting after this long (-1: never)")
+    p.add_argument("-c", "--reconnect-delay", type=seconds(1, 2**31, "reconnect delay"),
+                   default=None, help="seconds between reconnect attempts")
+    p.add_argument("-D", "--duplicate-connect", action="store_true",
+                   help="kernel: allow a second controller to the same subsystem and address "
+                        "(every userspace association is a new one anyway)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--kernel", dest="mode", action="store_const", const="kernel",
                       help="connect the kernel host (a block device appears)")
@@ -73,7 +77,10 @@ def _kernel(args: argparse.Namespace) -> int:
 
 
 def _userspace(args: argparse.Namespace) -> int:
-    with userspace_controller(args, nr_io_queues=args.nr_io_queues) as ctrl:
+    extra = {k: getattr(args, k) for k in ("ctrl_loss_tmo", "reconnect_delay")
+             if getattr(args, k) is not None}
+    with userspace_controller(args, nr_io_queues=args.nr_io_queues, queue_size=args.queue_size,
+                              **extra) as ctrl:
         nss = []
         for nsid in ctrl.namespaces():
             ns = ctrl.namespace(nsid)
@@ -89,7 +96,10 @@ def _userspace(args: argparse.Namespace) -> int:
                   f"cntlid {ctrl.cntlid}, {len(ctrl.io)} I/O queue(s)")
             for ns in nss:
                 print(f"  namespace {ns['nsid']}: {ns['blocks']} blocks of "
-                      f"{ns['block_size']} B ({ns['size'] / 2**30:.2f} GiB)")
+                      f"{ns['block_size']} B ({human_size(ns['size'])})")
+            if not args.hold:
+                print("(the userspace association ends with this command: --hold keeps it, "
+                      "--kernel makes a block device)")
         if args.hold:
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):

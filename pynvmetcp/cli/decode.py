@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..capture import DEFAULT_PORTS, CaptureError, decode
+from ._host import PORT
 
 _PROPS = {0x00: "CAP", 0x08: "VS", 0x14: "CC", 0x1C: "CSTS", 0x20: "NSSR"}
 
@@ -13,7 +14,7 @@ _PROPS = {0x00: "CAP", 0x08: "VS", 0x14: "CC", 0x1C: "CSTS", 0x20: "NSSR"}
 def register(sub) -> None:
     p = sub.add_parser("decode", help="decode NVMe/TCP PDUs from a pcap/pcapng file")
     p.add_argument("file")
-    p.add_argument("-p", "--port", type=int, action="append", dest="ports",
+    p.add_argument("-p", "--port", type=PORT, action="append", dest="ports",
                    help=f"NVMe/TCP port (repeatable; default {' and '.join(map(str, DEFAULT_PORTS))})")
     p.add_argument("--json", action="store_true", help="one JSON object per PDU")
 
@@ -21,8 +22,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     ports = args.ports or DEFAULT_PORTS
     out = sys.stdout
+    found = 0
     try:
-        for rec in decode(args.file, ports):
+        for found, rec in enumerate(decode(args.file, ports), 1):
             if args.json:
                 out.write(json.dumps({k: v for k, v in rec.items() if not k.startswith("_")})
                           + "\n")
@@ -32,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
     except BrokenPipeError:  # `| head`
         sys.stderr.close()
+        return 0
+    if not found:
+        print(f"{args.file}: no NVMe/TCP PDUs on TCP port {' or '.join(map(str, ports))} "
+              f"(another port? -p PORT)", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@ import argparse
 
 from ..host import discover
 from ..spec.logpages import TREQ_DISABLE_SQFLOW
-from ._host import add_connection_args, add_output_args, connect_kwargs, is_json, print_json
+from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
+                    reaching)
 
 TRTYPE = {1: "rdma", 2: "fc", 3: "tcp", 254: "loop"}
 ADRFAM = {1: "ipv4", 2: "ipv6", 3: "infiniband", 4: "fibre-channel", 254: "loop"}
@@ -13,6 +14,14 @@ SUBTYPE = {1: "discovery subsystem referral", 2: "nvme subsystem",
            3: "current discovery subsystem"}
 TREQ = {0: "not specified", 1: "required", 2: "not required", 3: "reserved"}
 SECTYPE = {0: "none", 1: "tls12", 2: "tls13"}
+EFLAGS = ((1 << 0, "duplicate discovery information"), (1 << 1, "explicit discovery connections"),
+          (1 << 2, "no cdc connectivity"))
+
+
+def eflags_text(value: int) -> str:
+    names = [name for bit, name in EFLAGS if value & bit]
+    rest = value & ~sum(bit for bit, _ in EFLAGS)
+    return ", ".join(names + ([hex(rest)] if rest else [])) or "none"
 
 
 def register(sub) -> None:
@@ -28,13 +37,14 @@ def entry_dict(e) -> dict:
             "treq": TREQ[e.treq & 3] + (", sq flow control disable supported"
                                         if e.treq & TREQ_DISABLE_SQFLOW else ""),
             "portid": e.portid, "trsvcid": e.trsvcid, "subnqn": e.subnqn, "traddr": e.traddr,
-            "eflags": e.eflags, "sectype": SECTYPE.get(e.tsas[0], str(e.tsas[0])),
+            "eflags": eflags_text(e.eflags), "sectype": SECTYPE.get(e.tsas[0], str(e.tsas[0])),
             "cntlid": e.cntlid, "asqsz": e.asqsz}
 
 
 def run(args: argparse.Namespace) -> int:
     kw = connect_kwargs(args)
-    log = discover(args.traddr, args.trsvcid, **kw)
+    with reaching(args):
+        log = discover(args.traddr, args.trsvcid, **kw)
     records = [entry_dict(e) for e in log.entries]
     if is_json(args):
         print_json({"genctr": log.genctr, "records": records})

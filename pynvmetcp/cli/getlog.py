@@ -5,10 +5,30 @@ import argparse
 import sys
 
 from ..spec import logpages as L
-from ..spec.opcodes import LogPageId
-from ._host import add_device_args, add_output_args, container_dict, is_json, open_controller, print_json
+from ..spec.opcodes import AdminOpcode, LogPageId, NvmOpcode
+from ._host import (U32, U64, add_device_args, add_output_args, container_dict, is_json, number,
+                    open_controller, print_json)
+
+_EFFECT_NAMES = ((L.CSE_LBCC, "LBCC"), (L.CSE_NCC, "NCC"), (L.CSE_NIC, "NIC"),
+                 (L.CSE_CCC, "CCC"))
+
+
+def _effects(raw: bytes) -> dict:
+    """The supported opcodes by name, each with the effects it declares (nvme-cli's columns)."""
+    page = L.CommandEffectsLog.parse(raw)
+
+    def side(values, names) -> dict:
+        out = {}
+        for op, v in enumerate(values):
+            if v & L.CSE_CSUPP:
+                name = names(op).name if op in names._value2member_map_ else f"{op:#04x}"
+                out[name] = " ".join(n for bit, n in _EFFECT_NAMES if v & bit) or "-"
+        return out
+    return {"admin": side(page.acs, AdminOpcode), "io": side(page.iocs, NvmOpcode)}
+
 
 DECODERS = {
+    LogPageId.CMD_EFFECTS: _effects,
     LogPageId.ERROR: lambda raw: [container_dict(L.ErrorLogEntry.parse(raw[i:i + 64]))
                                   for i in range(0, len(raw) - 63, 64)],
     LogPageId.SMART: lambda raw: container_dict(L.SmartLog.parse(raw)),
@@ -16,23 +36,31 @@ DECODERS = {
     LogPageId.DISCOVERY: lambda raw: container_dict(L.DiscoveryLogPage.parse(raw)),
 }
 DEFAULT_LEN = {LogPageId.ERROR: 64, LogPageId.SMART: 512, LogPageId.ANA: 4096,
-               LogPageId.DISCOVERY: 4096}
+               LogPageId.DISCOVERY: 4096, LogPageId.CMD_EFFECTS: L.CMD_EFFECTS_LEN}
 
 
 def register(sub) -> None:
     p = sub.add_parser("get-log", help="Get Log Page")
     add_device_args(p)
-    p.add_argument("-i", "--log-id", type=lambda s: int(s, 0), required=True)
-    p.add_argument("-l", "--log-len", type=int, default=None, help="bytes (multiple of 4)")
-    p.add_argument("-n", "--namespace-id", type=lambda s: int(s, 0), default=0xFFFFFFFF)
-    p.add_argument("-O", "--lpo", type=int, default=0, help="log page offset")
-    p.add_argument("-s", "--lsp", type=int, default=0, help="log specific field")
+    p.add_argument("-i", "--log-id", type=number(0, 255, "log page ID"), required=True)
+    p.add_argument("-l", "--log-len", type=number(4, 4 * (U32 + 1), "log length"),
+                   default=None, help="bytes (multiple of 4)")
+    p.add_argument("-n", "--namespace-id", type=number(0, U32, "namespace ID"),
+                   default=U32)
+    p.add_argument("-L", "-O", "--lpo", type=number(0, U64 - 3, "log page offset"), default=0,
+                   help="log page offset in bytes (multiple of 4)")
+    p.add_argument("-s", "--lsp", type=number(0, 127, "log specific field"), default=0,
+                   help="log specific field")
     p.add_argument("-b", "--raw-binary", action="store_true", help="write the raw page")
     add_output_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
     length = args.log_len or DEFAULT_LEN.get(args.log_id, 512)
+    for what, value in (("log length", length), ("log page offset", args.lpo)):
+        if value % 4:
+            raise ValueError(f"{what} {value} is not a multiple of 4 (the page is read in "
+                             f"dwords)")
     nsid = 0 if args.log_id == LogPageId.DISCOVERY and args.namespace_id == 0xFFFFFFFF \
         else args.namespace_id
     with open_controller(args) as ctrl:
@@ -62,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scalar(v) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return f"({len(v)} zero bytes)" if not any(v) else bytes(v).hex()
+    return str(v)
+
+
 def _print_tree(value, indent: str = "") -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -71,7 +105,7 @@ def _print_tree(value, indent: str = "") -> None:
                 print(f"{indent}{k}:")
                 _print_tree(v, indent + "  ")
             else:
-                print(f"{indent}{k:<28}: {v}")
+                print(f"{indent}{k:<28}: {_scalar(v)}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
             print(f"{indent}[{i}]")

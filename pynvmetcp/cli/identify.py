@@ -5,8 +5,8 @@ import argparse
 import uuid
 
 from ..spec.identify import NIDT_EUI64, NIDT_NGUID, NIDT_UUID
-from ._host import (add_device_args, add_output_args, container_dict, is_json, open_controller,
-                    print_json)
+from ._host import (NSID, add_device_args, add_output_args, container_dict, is_json,
+                    open_controller, print_json)
 
 # Fields nvme-cli prints in decimal; everything else numeric is shown in hex.
 DECIMAL = {"mdts", "nn", "maxcmd", "kas", "ioccsz", "iorcsz", "icdoff", "msdbd", "aerl", "elpe",
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_id_ctrl)
     p = sub.add_parser("id-ns", help="Identify Namespace")
     add_device_args(p)
-    p.add_argument("-n", "--namespace-id", type=int, default=1)
+    p.add_argument("-n", "--namespace-id", type=NSID, default=1)
     add_output_args(p)
     p.set_defaults(func=run_id_ns)
 
@@ -72,7 +72,8 @@ def run_id_ns(args: argparse.Namespace) -> int:
         used = " (in use)" if i == page.flbas & 0xF else ""
         print(f"lbaf {i:2} : ms:{lbaf.ms:<3} lbads:{lbaf.ds:<3} rp:{lbaf.rp:#x}{used}")
     for key, value in extra.items():
-        print(f"{key:<10}: {value}")
+        if key not in page:  # NGUID and EUI-64 are fields of the page itself as well
+            print(f"{key:<10}: {value}")
     return 0
 
 

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._host import add_output_args, is_json, print_json
+from ._host import add_output_args, human_size, is_json, print_json
 
 
 def register(sub) -> None:
     p = sub.add_parser("list", help="list kernel NVMe controllers and namespaces")
     p.add_argument("--sysfs", default="/sys", help=argparse.SUPPRESS)  # for tests
     add_output_args(p)
-
-
-def _size(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if nbytes < 1024 or unit == "PiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.2f} {unit}"
-        nbytes /= 1024
-    return ""  # pragma: no cover
 
 
 def _address(ctrl) -> str:
@@ -55,7 +47,7 @@ def rows(ctrls) -> list[list[str]]:
         if not c.namespaces:
             out.append([c.device, c.name, *common, "-", "-", "-"])
         for ns in c.namespaces:
-            out.append([ns.device, c.name, *common, str(ns.nsid), _size(ns.size_bytes),
+            out.append([ns.device, c.name, *common, str(ns.nsid), human_size(ns.size_bytes),
                         ns.uuid or ns.nguid or ns.eui or "-"])
     return out
 

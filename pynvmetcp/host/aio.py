@@ -12,14 +12,14 @@ import socket
 from typing import Callable
 
 from ..aio_send import BufferSender
-from ..errors import CommandTimeout, ConnectionLost, NvmeTcpError, TermReqReceived
+from ..errors import CommandTimeout, ConnectionLost, NvmeTcpError, ProtocolError, TermReqReceived
 from ..protocol import Completion, HostQueue, PeerTerminated, ProtocolFailure
 from ..spec.opcodes import DISCOVERY_NQN
 from . import commands as C
 from . import procedures as P
 from .association import Association
 from .identity import ConnectParams
-from .sync import check, host_queue
+from .sync import check, host_queue, ic_failed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ class AsyncQueue(asyncio.BufferedProtocol):
             await asyncio.wait_for(asyncio.shield(q._ready), connect_timeout)
         except asyncio.TimeoutError:
             q.close()
-            raise ConnectionLost(f"no ICResp from {traddr}:{trsvcid} in {connect_timeout} s")
+            raise ic_failed(traddr, trsvcid, f"no ICResp in {connect_timeout:g} s") from None
+        except (ProtocolError, ConnectionLost) as exc:
+            q.close()
+            raise ic_failed(traddr, trsvcid, exc) from None
         return q
 
     # ---- protocol callbacks ----

@@ -16,9 +16,10 @@ import time
 from typing import Callable
 
 from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
-                      TermReqReceived)
+                      ProtocolError, TermReqReceived)
 from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
 from ..protocol.keepalive import HostKeepAlive
+from ..spec.pdu import PduType
 from . import commands as C
 from . import procedures as P
 from .association import Association
@@ -54,8 +55,12 @@ class SyncQueue:
         with q.lock:
             q._flush()
             deadline = time.monotonic() + connect_timeout
-            while engine.state.value == "await-ic":
-                q._pump(deadline)
+            try:
+                while engine.state.value == "await-ic":
+                    q._pump(deadline)
+            except (ProtocolError, CommandTimeout, ConnectionLost) as exc:
+                q._close()
+                raise ic_failed(traddr, trsvcid, exc) from None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                         struct.pack("ll", int(timeout), int((timeout % 1) * 1e6)))
         return q
@@ -187,6 +192,18 @@ def host_queue(p: ConnectParams, req: P.OpenQueue) -> HostQueue:
     return HostQueue(req.qid, queue_size=req.queue_size, hdgst=p.hdr_digest,
                      ddgst=p.data_digest, hpda=p.hpda, icd_size=req.icd_size,
                      sqflow_disabled=p.disable_sqflow and req.qid > 0)
+
+
+def ic_failed(traddr: str, trsvcid: int, why: Exception | str) -> Exception:
+    """The connection setup failed: say where, and when no ICResp came at all, that the port
+    is probably not an NVMe/TCP one (an HTTP server answers "HTTP/1.1 …", PDU type 0x48).
+    A protocol error keeps its type and FES/FEI (the TermReq was sent with them)."""
+    text = f"{traddr}:{trsvcid}: connection setup (ICReq/ICResp) failed: {why}"
+    if isinstance(why, ProtocolError):
+        if why.header[:1] != bytes([PduType.ICResp]):
+            text += "; is it an NVMe/TCP port?"
+        return ProtocolError(text, why.fes, why.fei, why.header)
+    return ConnectionLost(text + "; is it an NVMe/TCP port?")
 
 
 def check(done: Completion) -> Completion:

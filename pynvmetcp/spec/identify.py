@@ -131,6 +131,7 @@ CMIC_ANA = 1 << 3
 # CTRATT bits
 CTRATT_128BIT_HOSTID = 1 << 0
 # LPA bits
+LPA_CMD_EFFECTS = 1 << 1
 LPA_EXTENDED = 1 << 2
 # SGLS: keyed data block + SGL supported, transport data block
 SGLS_SUPPORTED = 1 << 0

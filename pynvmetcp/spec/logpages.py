@@ -1,4 +1,5 @@
-"""Log pages: discovery (0x70), error information (0x01), SMART / health (0x02) and ANA (0x0C)."""
+"""Log pages: discovery (0x70), error information (0x01), SMART / health (0x02), Commands
+Supported and Effects (0x05) and ANA (0x0C)."""
 from __future__ import annotations
 
 from construct import (Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct, this)
@@ -117,6 +118,20 @@ SmartLog = Struct(
     "rsvd232" / Reserved(280),
 )
 SMART_LOG_LEN = 512
+
+# ---- Commands Supported and Effects (0x05) ----
+CMD_EFFECTS_LEN = 4096
+CSE_CSUPP = 1 << 0  # the command is supported
+CSE_LBCC = 1 << 1  # it may change logical block content
+CSE_NCC = 1 << 2  # it may change namespace capabilities
+CSE_NIC = 1 << 3  # it may change the namespace inventory
+CSE_CCC = 1 << 4  # it may change controller capabilities
+
+CommandEffectsLog = Struct(
+    "acs" / Array(256, Int32ul),  # per admin opcode
+    "iocs" / Array(256, Int32ul),  # per I/O opcode
+    "rsvd2048" / Reserved(2048),
+)
 
 # ---- ANA ----
 AnaLogHeader = Struct("chgcnt" / Int64ul, "ngrps" / Int16ul, "rsvd10" / Reserved(6))

@@ -391,6 +391,8 @@ def _get_log_page(ctrl: Controller, q, cid, sqe, data, c2h_length) -> None:
         ctrl.changed_nsids = []
     elif lid == LogPageId.ANA:
         page = pages.ana_log(ctrl, lsp)
+    elif lid == LogPageId.CMD_EFFECTS:
+        page = _EFFECTS_LOG
     else:
         raise invalid_field()
     if lpo > len(page):
@@ -524,3 +526,5 @@ _ADMIN: dict[int, Callable] = {
     AdminOpcode.KEEP_ALIVE: _keep_alive,
     AdminOpcode.ABORT: _abort,
 }
+# Built from the dispatch tables themselves, so the log cannot claim what is not executed.
+_EFFECTS_LOG = pages.command_effects_log(_ADMIN, nvm.IO_COMMANDS, nvm.CHANGES_DATA)

@@ -246,6 +246,15 @@ class Namespace:
             raise ValueError(f"block size {block_size} is not a power of two ≥ 512")
         if not 1 <= ana_group <= 0xFFFFFFFE:
             raise ValueError(f"ANA group {ana_group} out of range")
+        # A file or device may end in a partial block (it is not addressable, as with nvmet);
+        # a memory size is what the user typed, so a partial block there is a typo.
+        what = source or "the namespace"
+        if backend.size < block_size:
+            raise ValueError(f"{what} holds {backend.size} bytes: less than one "
+                             f"{block_size}-byte block")
+        if source.startswith("mem:") and backend.size % block_size:
+            raise ValueError(f"{what}: {backend.size} bytes is not a multiple of the "
+                             f"{block_size}-byte block size")
         self.backend = backend
         self.nsid = nsid
         self.block_size = block_size

@@ -36,7 +36,7 @@ _PATH_STATUS = {
 
 
 def execute(ctrl: Controller, q: QueueLink, cid: int, sqe: bytes, data, c2h_length: int) -> None:
-    handler = _IO.get(sqe[0])
+    handler = IO_COMMANDS.get(sqe[0])
     if handler is None:
         raise invalid_opcode()
     handler(ctrl, q, cid, sqe, data, c2h_length)
@@ -154,7 +154,7 @@ def _flush(ctrl, q, cid, sqe, data, c2h_length) -> None:
     q.defer(flush_all, done)  # fsync may take long: other queues keep going meanwhile
 
 
-_IO: dict[int, Callable] = {
+IO_COMMANDS: dict[int, Callable] = {
     NvmOpcode.READ: _read,
     NvmOpcode.WRITE: _write,
     NvmOpcode.COMPARE: _compare,
@@ -162,3 +162,5 @@ _IO: dict[int, Callable] = {
     NvmOpcode.DATASET_MANAGEMENT: _dataset_management,
     NvmOpcode.FLUSH: _flush,
 }
+#: The I/O commands that may change logical block content.
+CHANGES_DATA = {NvmOpcode.WRITE, NvmOpcode.WRITE_ZEROES, NvmOpcode.DATASET_MANAGEMENT}

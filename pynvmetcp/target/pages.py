@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from ..spec.identify import (CMIC_ANA, CMIC_MULTI_CTRL, CMIC_MULTI_PORT, CTRATT_128BIT_HOSTID,
-                             IDENTIFY_LEN, LPA_EXTENDED, NIDT_CSI, NIDT_EUI64, NIDT_NGUID,
+                             IDENTIFY_LEN, LPA_CMD_EFFECTS, LPA_EXTENDED, NIDT_CSI, NIDT_EUI64, NIDT_NGUID,
                              NIDT_UUID, NMIC_SHARED, OAES_ANA_CHANGE, OAES_DISC_LOG_CHANGE,
                              OAES_NS_ATTR, ONCS_COMPARE, ONCS_DSM, ONCS_WRITE_ZEROES,
                              SGLS_OFFSET, SGLS_SUPPORTED, SGLS_TRANSPORT_DATA_BLOCK,
                              IdentifyController, IdentifyNamespace, build_ns_descriptors)
-from ..spec.logpages import (ANA_LSP_RGO, ERROR_LOG_ENTRY_LEN, SMART_LOG_LEN, AnaLogPage,
-                             ErrorLogEntry, SmartLog)
+from ..spec.logpages import (ANA_LSP_RGO, CSE_CSUPP, CSE_LBCC, ERROR_LOG_ENTRY_LEN,
+                             SMART_LOG_LEN, AnaLogPage, CommandEffectsLog, ErrorLogEntry,
+                             SmartLog)
 from ..spec.opcodes import CntrlType
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def identify_controller(ctrl: Controller) -> bytes:
         oaes=SUPPORTED_AENS_DISCOVERY if disc else SUPPORTED_AENS_IO,
         ctratt=CTRATT_128BIT_HOSTID | CTRATT_TBKAS,
         cntrltype=CntrlType.DISCOVERY if disc else CntrlType.IO,
-        acl=ACL, aerl=AERL, lpa=LPA_EXTENDED | (0 if disc else LPA_SMART_PER_NS),
+        acl=ACL, aerl=AERL,
+        lpa=LPA_EXTENDED | (0 if disc else LPA_SMART_PER_NS | LPA_CMD_EFFECTS),
         elpe=ELPE, kas=KAS_100MS,
         sqes=0x66, cqes=0x44,  # 64-byte SQEs and 16-byte CQEs, fixed on fabrics
         maxcmd=opts.max_queue_size,
@@ -127,6 +129,17 @@ def active_ns_list(nsids: list[int], after: int) -> bytes:
 def error_log(ctrl: Controller) -> bytes:
     parts = [ErrorLogEntry.build(e) for e in reversed(ctrl.errors)]  # newest first
     return b"".join(parts).ljust((ELPE + 1) * ERROR_LOG_ENTRY_LEN, b"\0")
+
+
+def command_effects_log(admin: Iterable[int], io: Iterable[int], changes_data: set[int]) -> bytes:
+    """Which opcodes this controller executes; ``changes_data`` are the I/O opcodes that may
+    change logical block content (the kernel host revalidates after those run by passthrough)."""
+    acs, iocs = [0] * 256, [0] * 256
+    for op in admin:
+        acs[op] = CSE_CSUPP
+    for op in io:
+        iocs[op] = CSE_CSUPP | (CSE_LBCC if op in changes_data else 0)
+    return CommandEffectsLog.build({"acs": acs, "iocs": iocs})
 
 
 def smart_log(ctrl: Controller, namespaces: list[Namespace], now: float) -> bytes:

@@ -61,6 +61,7 @@ FIXED = {
     "logpages.ErrorLogEntry": (logpages.ErrorLogEntry, 64),
     "logpages.SmartLog": (logpages.SmartLog, 512),
     "logpages.AnaLogHeader": (logpages.AnaLogHeader, 16),
+    "logpages.CommandEffectsLog": (logpages.CommandEffectsLog, 4096),
 }
 
 #: Structures whose size depends on their content: each has its own test below.

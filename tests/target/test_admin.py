@@ -7,8 +7,10 @@ import pytest
 
 from pynvmetcp.host import commands as C
 from pynvmetcp.spec.fabrics import Cap, Csts
-from pynvmetcp.spec.identify import IdentifyController, IdentifyNamespace, parse_ns_descriptors
-from pynvmetcp.spec.logpages import AnaLogPage, ErrorLogEntry, SmartLog
+from pynvmetcp.spec.identify import (LPA_CMD_EFFECTS, IdentifyController, IdentifyNamespace,
+                                     parse_ns_descriptors)
+from pynvmetcp.spec.logpages import (CSE_CSUPP, CSE_LBCC, AnaLogPage, CommandEffectsLog,
+                                     ErrorLogEntry, SmartLog)
 from pynvmetcp.spec.opcodes import FeatureId, Property
 from pynvmetcp.target import NamespaceConfig
 from tests.target.rawhost import HOSTID, RawQueue, admin, dnr, io_queue, sc, sct
@@ -231,6 +233,19 @@ def test_log_page_offset_and_errors(target):
         SC_INVALID_FIELD
     assert status_of(a.cmd(C.get_log_page(2, 64), read_len=128))[1] == SC_SGL_LEN
     assert status_of(a.cmd(C.get_log_page(2, 512, nsid=9), read_len=512))[1] == SC_INVALID_NS
+
+
+def test_commands_supported_and_effects_log(target):
+    """Log 0x05, which the kernel host reads at connect; LPA bit 1 announces it."""
+    a, _ = admin(target.port, NQN)
+    ident = IdentifyController.parse(a.ok(C.identify(1), read_len=4096).data)
+    assert ident.lpa & LPA_CMD_EFFECTS
+    log = CommandEffectsLog.parse(a.ok(C.get_log_page(0x05, 4096), read_len=4096).data)
+    supported = {op for op, v in enumerate(log.iocs) if v & CSE_CSUPP}
+    assert supported == {0x00, 0x01, 0x02, 0x05, 0x08, 0x09}  # flush, write, read, compare,
+    #                                                         write zeroes, DSM
+    assert [op for op, v in enumerate(log.iocs) if v & CSE_LBCC] == [0x01, 0x08, 0x09]
+    assert log.acs[0x06] == CSE_CSUPP and log.acs[0x02] == CSE_CSUPP and not log.acs[0x80]
 
 
 def test_ana_log(target):
