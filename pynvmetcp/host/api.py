@@ -61,9 +61,12 @@ class ControllerApi:
                      lsp: int = 0, rae: bool = False):
         return self._run(P.get_log_page(lid, length, nsid=nsid, offset=offset, lsp=lsp, rae=rae))
 
-    def discovery_log(self):
-        """The discovery log (GENCTR checked before and after, paged)."""
-        return self._run(P.read_discovery_log())
+    def discovery_log(self, *, rae: bool = False):
+        """The discovery log (GENCTR checked before and after, paged).
+
+        The last read clears RAE, which re-enables the discovery-log-change event: a
+        persistent discovery controller that kept RAE set would get that event only once."""
+        return self._run(P.read_discovery_log(rae=rae))
 
     def get_features(self, fid: int, *, nsid: int = 0, sel: int = 0, cdw11: int = 0):
         """Get Features: returns CQE DW0."""

@@ -200,9 +200,10 @@ class DiscoveryLog:
     entries: list
 
 
-def read_discovery_log(*, rae: bool = True, max_retries: int = 10, chunk: int = 1 << 16,
+def read_discovery_log(*, rae: bool = False, max_retries: int = 10, chunk: int = 1 << 16,
                        ) -> Procedure:
-    """Header, entries at offset 1024, then the header again: retry while GENCTR moves."""
+    """Header, entries at offset 1024, then the header again: retry while GENCTR moves. Every
+    read but the final header keeps the event retained (RAE); the final one uses ``rae``."""
     for _ in range(max_retries):
         hdr_raw = yield from get_log_page(LogPageId.DISCOVERY, DISC_HDR_LEN, nsid=0, rae=True)
         hdr = DiscoveryLogHeader.parse(hdr_raw)
