@@ -154,9 +154,22 @@ class LightOSConnector:
 
     # ---- devices ----
     def _get_device_by_uuid(self, uuid: str, attempts: int | None = None) -> str | None:
+        return self.wait_for_device(uuid, attempts=attempts)
+
+    def wait_for_device(self, uuid: str, *, attempts: int | None = None,
+                        max_wait: float | None = None,
+                        spent: Callable[[float], None] | None = None) -> str | None:
+        """This connector's bounded device wait. ``max_wait`` may shorten it and ``spent`` hears
+        of every pause, for a wait budget shared by several volumes."""
+        def sleep(seconds: float) -> None:
+            if spent:
+                spent(seconds)
+            self._sleep(seconds)
+
         return devices.wait_for_device(
             self.paths, uuid, attempts=self.device_scan_attempts if attempts is None else attempts,
-            interval=self.scan_interval, max_wait=self.device_wait_timeout, sleep=self._sleep)
+            interval=self.scan_interval,
+            max_wait=self.device_wait_timeout if max_wait is None else max_wait, sleep=sleep)
 
     def get_search_path(self) -> str:
         return str(self.paths.dev)

@@ -8,6 +8,13 @@ instance: the connector re-creates the entry file if it is missing and waits for
 the kernel numbered it differently than before, the record is updated and so is the persistent
 definition of a stopped domain (a running one keeps its open device).
 
+Two passes, so that a dead cluster costs one bounded wait, not one per volume: first every
+missing entry file is written (each under the host-wide volume lock, held only for that), then
+the devices are awaited against one shared budget (the connector's device_wait_timeout) with no
+lock held, so nova's attaches and detaches are not stalled meanwhile. A volume whose device does
+not show up in time keeps its entry file: its instance still uses it, and the discovery service
+connects it as soon as the cluster answers.
+
 Idempotent: an entry file that is right is not rewritten, a present device is not waited for,
 and nothing is changed twice; running it twice reports "already-connected" the second time.
 """
@@ -21,6 +28,7 @@ from typing import Any
 from . import devices, domains
 from .attachments import AttachmentRecord
 from .connector import LightOSConnector
+from .locking import volume_lock
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,28 @@ class Outcome:
         return s
 
 
+@dataclass
+class _Pending:
+    """A volume whose entry file has been seen to (pass 1) and whose device is awaited next."""
+
+    uuid: str
+    vol: dict
+    users: list  # (Outcome, domain, disk) of the instances that still use it
+    before_dev: str | None
+    had_file: bool
+    error: str = ""
+
+
+@dataclass
+class _Budget:
+    """The device wait shared by all volumes: what one volume waited is gone for the next."""
+
+    left: float
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+
 def _match_disk(disks: list[domains.BlockDisk], device_path: str, serial: str):
     for d in disks:
         if serial and d.serial == serial:
@@ -79,6 +109,7 @@ def reconnect(paths: Paths | None = None, *, conn: Any = None, libvirt_uri: str 
         return []
     conn = conn if conn is not None else domains.open_connection(libvirt_uri)
     out: list[Outcome] = []
+    pending: list[_Pending] = []
     for vol_uuid, vol in sorted(volumes.items()):
         users = []  # (outcome, domain, disk) of instances that still use the volume
         for key, inst in sorted(vol.get("instances", {}).items()):
@@ -103,34 +134,52 @@ def reconnect(paths: Paths | None = None, *, conn: Any = None, libvirt_uri: str 
             o.previous_path = disk.source_dev or o.previous_path
             users.append((o, dom, disk))
         if users:
-            out.extend(_reconnect_volume(paths, connector, record, vol_uuid, vol, users, conn,
-                                         update_domains))
+            pending.append(_request(paths, connector, vol_uuid, vol, users))
+    budget = _Budget(connector.device_wait_timeout)
+    for p in pending:
+        out.extend(_finish(connector, record, p, conn, update_domains, budget))
     for o in out:
         log.info("reconnect: %s", o.line())
     return out
 
 
-def _reconnect_volume(paths: Paths, connector: LightOSConnector, record: AttachmentRecord,
-                      vol_uuid: str, vol: dict, users: list, conn: Any,
-                      update_domains: bool) -> list[Outcome]:
+def _request(paths: Paths, connector: LightOSConnector, vol_uuid: str, vol: dict,
+             users: list) -> _Pending:
+    """Pass 1: the volume's entry file, written unless it is already right."""
     props = dict(vol.get("connection") or {})
     props.setdefault("uuid", vol_uuid)
-    before_dev = devices.find_device(paths, vol_uuid)
-    had_file = Path(connector.dsc_file_name(vol_uuid)).exists()
+    p = _Pending(vol_uuid, vol, users, devices.find_device(paths, vol_uuid),
+                 Path(connector.dsc_file_name(vol_uuid)).exists())
     try:
-        device = connector.connect_volume(props)["path"]
+        with volume_lock(paths.lock_file):
+            connector.dsc_connect_volume(props)
     except Exception as exc:  # noqa: BLE001 - reported per volume, the others go on
-        for o, _, _ in users:
-            o.action, o.detail = FAILED, str(exc)
-        return [o for o, _, _ in users]
-    action = ALREADY if (before_dev == device and had_file) else RECONNECTED
-    if vol.get("device_path") != device:
-        record.set_device_path(vol_uuid, device)
-    for o, dom, disk in users:
+        p.error = str(exc)
+    return p
+
+
+def _finish(connector: LightOSConnector, record: AttachmentRecord, p: _Pending, conn: Any,
+            update_domains: bool, budget: _Budget) -> list[Outcome]:
+    """Pass 2: the device, from what is left of the shared wait; the record and domains."""
+    device = None
+    if not p.error:
+        device = p.before_dev or connector.wait_for_device(
+            p.uuid, max_wait=max(0.0, budget.left), spent=budget.spend)
+        if not device:
+            p.error = ("its device did not show up in time; the entry file stays, so the "
+                       "discovery service connects it once the cluster answers")
+    if p.error:
+        for o, _, _ in p.users:
+            o.action, o.detail = FAILED, p.error
+        return [o for o, _, _ in p.users]
+    action = ALREADY if (p.before_dev == device and p.had_file) else RECONNECTED
+    if p.vol.get("device_path") != device:
+        record.set_device_path(p.uuid, device)
+    for o, dom, disk in p.users:
         o.action, o.device_path = action, device
         if disk.source_dev and disk.source_dev != device and update_domains:
             if dom.isActive():
                 o.detail = "domain running with the old path: restart it to use the new one"
             else:
                 o.domain_updated = domains.replace_disk_source(conn, dom, disk.source_dev, device)
-    return [o for o, _, _ in users]
+    return [o for o, _, _ in p.users]

@@ -118,7 +118,36 @@ def test_a_failing_volume_does_not_stop_the_others(fakehost, scene):
     out = reconnect(fakehost.paths, conn=conn, connector=connector(fakehost, kernel))
     actions = {o.volume: o.action for o in out}
     assert actions[V2] == FAILED and actions[V1] == actions[V3] == RECONNECTED
-    assert f"{V2}.conf" not in os.listdir(fakehost.paths.discovery_dir)  # cleaned up
+    # its instance still uses it: the file stays, so the service connects it when it can
+    assert f"{V2}.conf" in os.listdir(fakehost.paths.discovery_dir)
+    assert "the entry file stays" in next(o.detail for o in out if o.volume == V2)
+
+
+def test_a_dead_cluster_costs_one_bounded_wait_not_one_per_volume(fakehost, scene):
+    """Nova's attaches and detaches wait on the host-wide lock: it is not held meanwhile."""
+    import threading
+
+    from lightos_driver.locking import volume_lock
+    conn, rec, a, b = scene
+    slept, lock_free = [], []
+
+    def nova_attaching():
+        with volume_lock(fakehost.paths.lock_file):
+            lock_free.append(True)
+
+    def kernel(seconds):  # nothing ever shows up; another thread must get the lock meanwhile
+        slept.append(seconds)
+        t = threading.Thread(target=nova_attaching, daemon=True)
+        t.start()
+        t.join(5)
+
+    c = LightOSConnector(None, device_scan_attempts=50, paths=fakehost.paths, sleep=kernel,
+                         device_wait_timeout=10)
+    out = reconnect(fakehost.paths, conn=conn, connector=c)
+    assert {o.action for o in out if o.volume != V4} == {FAILED}
+    assert 0 < sum(slept) <= 10  # three volumes, one budget
+    assert len(lock_free) == len(slept)
+    assert len(os.listdir(fakehost.paths.discovery_dir)) == 3
 
 
 def test_disk_no_longer_in_domain_is_not_resurrected(fakehost, scene):
