@@ -156,9 +156,11 @@ def _json_default(obj):
 
 
 def container_dict(c) -> dict:
-    """A construct Container as plain JSON-ready data (nested, private keys dropped)."""
+    """A construct Container as plain JSON-ready data (nested; private and reserved fields
+    dropped)."""
     if hasattr(c, "items"):
-        return {k: container_dict(v) for k, v in c.items() if not k.startswith("_")}
+        return {k: container_dict(v) for k, v in c.items()
+                if not k.startswith("_") and not k.startswith("rsvd")}
     if isinstance(c, list):
         return [container_dict(v) for v in c]
     return c

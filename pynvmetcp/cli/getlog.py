@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             if is_json(args):
                 print_json(decoded)
             else:
+                if args.log_id == LogPageId.SMART:
+                    decoded = _smart_units(decoded)
                 _print_tree(decoded)
             return 0
     if is_json(args):
@@ -88,6 +90,18 @@ def run(args: argparse.Namespace) -> int:
             chunk = raw[off:off + 16]
             print(f"{off:04x}: {chunk.hex(' ')}")
     return 0
+
+
+def _smart_units(page: dict) -> dict:
+    """Temperatures are Kelvin on the wire; people read Celsius (as nvme-cli shows both)."""
+    out = dict(page)
+    kelvin = page.get("temperature")
+    if kelvin:
+        out["temperature"] = f"{kelvin - 273} °C ({kelvin} K)"
+    sensors = page.get("temp_sensor") or []
+    if any(sensors):
+        out["temp_sensor"] = [f"{k - 273} °C ({k} K)" if k else "-" for k in sensors]
+    return out
 
 
 def _scalar(v) -> str:

@@ -73,6 +73,10 @@ def test_identify_and_the_effects_log(target):
     effects = json.loads(cli("get-log", *at(target), "-i", 5, "--json").stdout)
     assert effects["io"]["WRITE"] == "LBCC" and effects["io"]["READ"] == "-"
     assert "IDENTIFY" in effects["admin"]
+    smart = cli("get-log", *at(target), "-i", 2).stdout.decode()
+    assert "temperature                 : 20 °C (293 K)" in smart
+    assert not any(k.startswith("rsvd") for k in json.loads(
+        cli("get-log", *at(target), "-i", 2, "--json").stdout))
 
 
 def _non_nvme_port():
