@@ -45,6 +45,15 @@ def svc_factory(fakehost):
         s.stop()
 
 
+def serving_vol1(fakehost, svc_factory):
+    """A started service with one entry file (vol1.conf) and its three paths connected."""
+    svc, net, kio = svc_factory()
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: len(kio.connected) == 3)
+    return svc, net, kio
+
+
 def metrics_text(svc, method="GET"):
     c = http.client.HTTPConnection("127.0.0.1", svc.metrics_server.port, timeout=5)
     c.request(method, "/metrics")
@@ -70,10 +79,7 @@ def test_entry_file_brings_one_discovery_connection_and_all_paths(fakehost, svc_
 
 
 def test_log_change_event_connects_new_paths(fakehost, svc_factory):
-    svc, net, kio = svc_factory()
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(lambda: len(kio.connected) == 3)
+    svc, net, kio = serving_vol1(fakehost, svc_factory)
     reads = svc.clusters[(SUBSYSNQN, fakehost.hostnqn)].status.log_reads
     net.change_log(NVM + [LogEntry(2, "10.0.0.4", 4420, SUBSYSNQN)])
     eventually(lambda: len(kio.connected) == 4, what="the path announced by the AEN")
@@ -205,10 +211,7 @@ def test_kernel_pairing_wins_over_entry_hostid(fakehost, svc_factory):
 
 
 def test_service_stop_keeps_kernel_controllers(fakehost, svc_factory):
-    svc, net, kio = svc_factory()
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(lambda: len(kio.connected) == 3)
+    svc, net, kio = serving_vol1(fakehost, svc_factory)
     svc.stop()
     assert len(kio.connected) == 3 and kio.disconnects == []
     assert net.live_sessions() == []
@@ -230,10 +233,7 @@ def test_a_rejected_file_keeps_its_last_good_entries(fakehost, svc_factory):
 
 
 def test_a_missing_directory_changes_nothing(fakehost, svc_factory):
-    svc, net, kio = svc_factory()
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(lambda: len(kio.connected) == 3)
+    svc, net, kio = serving_vol1(fakehost, svc_factory)
     d = fakehost.paths.discovery_dir
     d.rename(d.with_name("discovery.d.moved"))
     svc.reconcile()
@@ -241,10 +241,7 @@ def test_a_missing_directory_changes_nothing(fakehost, svc_factory):
 
 
 def test_restart_keeps_a_rejected_files_entries_from_internal_state(fakehost, svc_factory):
-    svc, net, kio = svc_factory()
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(lambda: len(kio.connected) == 3)
+    svc, net, kio = serving_vol1(fakehost, svc_factory)
     svc.stop()
     conf = fakehost.paths.discovery_dir / "vol1.conf"
     conf.write_text(conf.read_text() + "--bogus\n")  # broken while the service was down
@@ -255,10 +252,7 @@ def test_restart_keeps_a_rejected_files_entries_from_internal_state(fakehost, sv
 
 
 def _served_then_file_removed_while_down(fakehost, svc_factory):
-    svc, net, kio = svc_factory()
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(lambda: len(kio.connected) == 3)
+    svc, net, kio = serving_vol1(fakehost, svc_factory)
     svc.stop()
     os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
     return net, kio
