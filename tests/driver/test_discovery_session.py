@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from lightos_driver.discovery.session import SUBTYPE_NVME, PynvmetcpSession
+from lightos_driver.discovery.session import PynvmetcpSession
+from pynvmetcp.spec.opcodes import SubType
 from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
                               TargetConfig)
 from tests.polling import wait_until
@@ -35,11 +36,11 @@ def test_log_event_and_loss(node):
     s = PynvmetcpSession("127.0.0.1", disc_port, HOSTNQN, "", changed.set, kato=2)
     try:
         assert s.aen and s.alive()
-        nvme = [e for e in s.read_log() if e.subtype == SUBTYPE_NVME]
+        nvme = [e for e in s.read_log() if e.subtype == SubType.NVME]
         assert [(e.traddr, e.trsvcid, e.subnqn) for e in nvme] == [("127.0.0.1", io_port, SUB1)]
         node.add_subsystem(SUB2, allow_any_host=True)  # the target announces its log changed
         assert changed.wait(10)
-        assert {e.subnqn for e in s.read_log() if e.subtype == SUBTYPE_NVME} == {SUB1, SUB2}
+        assert {e.subnqn for e in s.read_log() if e.subtype == SubType.NVME} == {SUB1, SUB2}
         changed.clear()
         node.add_subsystem(SUB2.replace("02", "03"), allow_any_host=True)
         assert changed.wait(10)  # re-armed after the first event (the log was read)

@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pynvmetcp.spec.opcodes import SubType, TrType
+
 from ..entries import SOURCE_REFERRAL, Entry
 from .kernel_io import IoTarget, KernelIO
 from .metrics import Metrics
-from .session import (SUBTYPE_CURRENT_DISCOVERY, SUBTYPE_NVME, SUBTYPE_REFERRAL, TRTYPE_TCP,
-                      DiscoverySession, LogEntry, SessionFactory)
+from .session import DiscoverySession, LogEntry, SessionFactory
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,8 @@ class ClusterClient:
                      hostnqn=self.hostnqn, persistent=True, source=SOURCE_REFERRAL,
                      ctrl_loss_tmo=self.ctrl_loss_tmo)
                for r in entries
-               if r.subtype in (SUBTYPE_REFERRAL, SUBTYPE_CURRENT_DISCOVERY)
-               and r.trtype == TRTYPE_TCP and r.traddr and r.trsvcid
+               if r.subtype in (SubType.REFERRAL, SubType.CURRENT_DISCOVERY)
+               and r.trtype == TrType.TCP and r.traddr and r.trsvcid
                and (r.traddr, r.trsvcid) not in known]
         if new:
             log.info("%s: learnt discovery endpoints %s from referrals", self.subsysnqn,
@@ -203,7 +204,7 @@ class ClusterClient:
         """Every NVM subsystem entry of the log gets a kernel I/O controller."""
         current: dict[tuple, str | None] = {}
         for r in entries:
-            if r.subtype != SUBTYPE_NVME or r.trtype != TRTYPE_TCP or self._stop.is_set():
+            if r.subtype != SubType.NVME or r.trtype != TrType.TCP or self._stop.is_set():
                 continue
             t = IoTarget(r.traddr, r.trsvcid, r.subnqn, self.hostnqn, self.hostid,
                          self.ctrl_loss_tmo)

@@ -13,15 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-log = logging.getLogger(__name__)
+from pynvmetcp.spec.identify import OAES_DISC_LOG_CHANGE
+from pynvmetcp.spec.opcodes import AsyncEventNotice, AsyncEventType, TrType
 
-AEN_NOTICE = 2  # Asynchronous Event Type: notice
-AEI_DISCOVERY_LOG_CHANGE = 0xF0
-AEC_DISCOVERY_LOG_CHANGE = 1 << 31  # Set Features Async Event Config bit 31
-SUBTYPE_REFERRAL = 1
-SUBTYPE_NVME = 2
-SUBTYPE_CURRENT_DISCOVERY = 3
-TRTYPE_TCP = 3
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,7 @@ class LogEntry:
     traddr: str
     trsvcid: int
     subnqn: str
-    trtype: int = TRTYPE_TCP
+    trtype: int = TrType.TCP
     portid: int = 0
 
 
@@ -75,7 +70,7 @@ class PynvmetcpSession:
         self.ctrl = pynvmetcp.connect(traddr, trsvcid, DISCOVERY_NQN, **kw)
         self.aen = False
         try:
-            self.ctrl.enable_async_events(AEC_DISCOVERY_LOG_CHANGE)
+            self.ctrl.enable_async_events(OAES_DISC_LOG_CHANGE)  # AEC bit 31
             self.ctrl.event_handlers.append(self._on_event(on_change))
             self.ctrl.arm_async_events(1)
             self.aen = True
@@ -86,7 +81,7 @@ class PynvmetcpSession:
     @staticmethod
     def _on_event(on_change: Callable[[], None]):
         def handler(ev) -> None:
-            if ev.aet == AEN_NOTICE and ev.aei == AEI_DISCOVERY_LOG_CHANGE:
+            if (ev.aet, ev.aei) == (AsyncEventType.NOTICE, AsyncEventNotice.DISCOVERY_LOG_CHANGE):
                 on_change()
         return handler
 
