@@ -17,13 +17,15 @@ def _effects(raw: bytes) -> dict:
     """The supported opcodes by name, each with the effects it declares (nvme-cli's columns)."""
     page = L.CommandEffectsLog.parse(raw)
 
+    def name(names, op: int) -> str:
+        try:
+            return names(op).name
+        except ValueError:  # an opcode the specification module does not name
+            return f"{op:#04x}"
+
     def side(values, names) -> dict:
-        out = {}
-        for op, v in enumerate(values):
-            if v & L.CSE_CSUPP:
-                name = names(op).name if op in names._value2member_map_ else f"{op:#04x}"
-                out[name] = " ".join(n for bit, n in _EFFECT_NAMES if v & bit) or "-"
-        return out
+        return {name(names, op): " ".join(n for bit, n in _EFFECT_NAMES if v & bit) or "-"
+                for op, v in enumerate(values) if v & L.CSE_CSUPP}
     return {"admin": side(page.acs, AdminOpcode), "io": side(page.iocs, NvmOpcode)}
 
 

@@ -134,33 +134,26 @@ class Namespace:
 
     def read_into(self, slba: int, buf):
         """Read into ``buf`` (its length selects the block count); nothing is copied twice."""
-        nlb = self._blocks(memoryview(buf).nbytes)
-        if self._too_big(nlb):
-            return self._split(self._read_cmd, slba, nlb, buf, None)
-        return self.ctrl._io(self._read_cmd(slba, nlb, buf), _none)
+        return self._transfer(self._read_cmd, slba, buf)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)
 
     def write(self, slba: int, data, *, fua: bool = False):
-        nlb = self._blocks(memoryview(data).nbytes)
-
-        def cmd(s: int, n: int, piece) -> Command:
-            return Command(C.write(self.nsid, s, n, fua=fua), queue=-1, write=piece)
-
-        if self._too_big(nlb):
-            return self._split(cmd, slba, nlb, data, None)
-        return self.ctrl._io(cmd(slba, nlb, data), _none)
+        return self._transfer(lambda s, n, piece: Command(C.write(self.nsid, s, n, fua=fua),
+                                                          queue=-1, write=piece), slba, data)
 
     def compare(self, slba: int, data):
-        nlb = self._blocks(memoryview(data).nbytes)
+        return self._transfer(lambda s, n, piece: Command(C.compare(self.nsid, s, n), queue=-1,
+                                                          write=piece), slba, data)
 
-        def cmd(s: int, n: int, piece) -> Command:
-            return Command(C.compare(self.nsid, s, n), queue=-1, write=piece)
-
+    def _transfer(self, make: Callable, slba: int, buf):
+        """One command for ``buf`` (``make(slba, nlb, buffer)`` builds it), or several in order
+        when it is larger than MDTS."""
+        nlb = self._blocks(memoryview(buf).nbytes)
         if self._too_big(nlb):
-            return self._split(cmd, slba, nlb, data, None)
-        return self.ctrl._io(cmd(slba, nlb, data), _none)
+            return self._split(make, slba, nlb, buf, None)
+        return self.ctrl._io(make(slba, nlb, buf), _none)
 
     def flush(self):
         return self.ctrl._io(Command(C.flush(self.nsid), queue=-1), _none)
