@@ -15,7 +15,8 @@ from ..spec.identify import (CMIC_ANA, CMIC_MULTI_CTRL, CMIC_MULTI_PORT, CTRATT_
                              NIDT_NGUID, NIDT_UUID, NMIC_SHARED, OAES_ANA_CHANGE,
                              OAES_DISC_LOG_CHANGE, OAES_NS_ATTR, ONCS_COMPARE, ONCS_DSM,
                              ONCS_WRITE_ZEROES, SGLS_OFFSET, SGLS_SUPPORTED,
-                             SGLS_TRANSPORT_DATA_BLOCK, IdentifyController, IdentifyNamespace, build_ns_descriptors)
+                             SGLS_TRANSPORT_DATA_BLOCK, IdentifyController, IdentifyNamespace,
+                             build_ns_descriptors)
 from ..spec.logpages import (ANA_LSP_RGO, CSE_CSUPP, CSE_LBCC, ERROR_LOG_ENTRY_LEN,
                              SMART_LOG_LEN, AnaLogPage, CommandEffectsLog, ErrorLogEntry,
                              SmartLog)
