@@ -187,12 +187,9 @@ class LightOSConnector:
         props = connection_properties
         uuid = devices.check_volume_id(props["uuid"])
         with volume_lock(self.paths.lock_file):
-            existing = devices.find_device(self.paths, uuid)
-            had_file = Path(self.dsc_file_name(uuid)).exists()
-            created = False
+            existing, had_file, written = self.ensure_entry_file(props)
+            created = written and not had_file
             try:
-                if props.get("lightos_nodes") or not existing:
-                    created = bool(self.dsc_connect_volume(props)) and not had_file
                 device = existing or self._get_device_by_uuid(uuid)
                 if not device:
                     raise DeviceNotFound(uuid, f"did not show up after "
@@ -205,6 +202,19 @@ class LightOSConnector:
                 self.message_queue.put(("add", props))
             log.info("LightOS volume %s attached as %s", uuid, device)
             return {"type": "block", "path": device}
+
+    def ensure_entry_file(self, props: dict[str, Any]) -> tuple[str | None, bool, bool]:
+        """Under the host-wide lock, the first half of an attach: the volume's device if it is
+        already there, whether its entry file existed, and whether this call wrote the file
+        (written unless it is already right; not needed when the device is there and the
+        properties name no nodes)."""
+        uuid = devices.check_volume_id(props["uuid"])
+        with volume_lock(self.paths.lock_file):
+            existing = devices.find_device(self.paths, uuid)
+            had_file = Path(self.dsc_file_name(uuid)).exists()
+            written = bool((props.get("lightos_nodes") or not existing)
+                           and self.dsc_connect_volume(props))
+            return existing, had_file, written
 
     def _undo_entry_file(self, uuid: str) -> None:
         try:

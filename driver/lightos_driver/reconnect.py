@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from . import devices, domains
+from . import domains
 from .attachments import AttachmentRecord
 from .connector import LightOSConnector
-from .locking import volume_lock
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -134,7 +132,7 @@ def reconnect(paths: Paths | None = None, *, conn: Any = None, libvirt_uri: str 
             o.previous_path = disk.source_dev or o.previous_path
             users.append((o, dom, disk))
         if users:
-            pending.append(_request(paths, connector, vol_uuid, vol, users))
+            pending.append(_request(connector, vol_uuid, vol, users))
     budget = _Budget(connector.device_wait_timeout)
     for p in pending:
         out.extend(_finish(connector, record, p, conn, update_domains, budget))
@@ -143,16 +141,13 @@ def reconnect(paths: Paths | None = None, *, conn: Any = None, libvirt_uri: str 
     return out
 
 
-def _request(paths: Paths, connector: LightOSConnector, vol_uuid: str, vol: dict,
-             users: list) -> _Pending:
+def _request(connector: LightOSConnector, vol_uuid: str, vol: dict, users: list) -> _Pending:
     """Pass 1: the volume's entry file, written unless it is already right."""
     props = dict(vol.get("connection") or {})
     props.setdefault("uuid", vol_uuid)
-    p = _Pending(vol_uuid, vol, users, devices.find_device(paths, vol_uuid),
-                 Path(connector.dsc_file_name(vol_uuid)).exists())
+    p = _Pending(vol_uuid, vol, users, None, False)
     try:
-        with volume_lock(paths.lock_file):
-            connector.dsc_connect_volume(props)
+        p.before_dev, p.had_file, _ = connector.ensure_entry_file(props)
     except Exception as exc:  # noqa: BLE001 - reported per volume, the others go on
         p.error = str(exc)
     return p
