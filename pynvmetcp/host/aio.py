@@ -17,9 +17,9 @@ from ..protocol import Completion, HostQueue, PeerTerminated, ProtocolFailure
 from ..spec.opcodes import DISCOVERY_NQN
 from . import commands as C
 from . import procedures as P
-from .association import Association
+from .association import Association, ic_failed
 from .identity import ConnectParams
-from .sync import check, host_queue, ic_failed
+from .sync import check, host_queue
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,29 @@ import itertools
 import logging
 from typing import Callable
 
-from ..errors import NvmeStatusError, NvmeTcpError
+from ..errors import ConnectionLost, NvmeStatusError, NvmeTcpError, ProtocolError
 from ..protocol import Completion
 from ..protocol.aer import AsyncEvent
 from ..protocol.reconnect import ReconnectPolicy
 from ..spec.fabrics import Cap
+from ..spec.pdu import PduType
 from . import procedures as P
 from .api import ControllerApi
 from .identity import ConnectParams
 
 log = logging.getLogger(__name__)
+
+
+def ic_failed(traddr: str, trsvcid: int, why: Exception | str) -> Exception:
+    """The connection setup failed: say where, and when no ICResp came at all, that the port
+    is probably not an NVMe/TCP one (an HTTP server answers "HTTP/1.1 …", PDU type 0x48).
+    A protocol error keeps its type and FES/FEI (the TermReq was sent with them)."""
+    text = f"{traddr}:{trsvcid}: connection setup (ICReq/ICResp) failed: {why}"
+    if isinstance(why, ProtocolError):
+        if why.header[:1] != bytes([PduType.ICResp]):
+            text += "; is it an NVMe/TCP port?"
+        return ProtocolError(text, why.fes, why.fei, why.header)
+    return ConnectionLost(text + "; is it an NVMe/TCP port?")
 
 
 class Association(ControllerApi):

@@ -19,10 +19,9 @@ from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpEr
                       ProtocolError, TermReqReceived)
 from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
 from ..protocol.keepalive import HostKeepAlive
-from ..spec.pdu import PduType
 from . import commands as C
 from . import procedures as P
-from .association import Association
+from .association import Association, ic_failed
 from .identity import ConnectParams
 
 log = logging.getLogger(__name__)
@@ -192,18 +191,6 @@ def host_queue(p: ConnectParams, req: P.OpenQueue) -> HostQueue:
     return HostQueue(req.qid, queue_size=req.queue_size, hdgst=p.hdr_digest,
                      ddgst=p.data_digest, hpda=p.hpda, icd_size=req.icd_size,
                      sqflow_disabled=p.disable_sqflow and req.qid > 0)
-
-
-def ic_failed(traddr: str, trsvcid: int, why: Exception | str) -> Exception:
-    """The connection setup failed: say where, and when no ICResp came at all, that the port
-    is probably not an NVMe/TCP one (an HTTP server answers "HTTP/1.1 …", PDU type 0x48).
-    A protocol error keeps its type and FES/FEI (the TermReq was sent with them)."""
-    text = f"{traddr}:{trsvcid}: connection setup (ICReq/ICResp) failed: {why}"
-    if isinstance(why, ProtocolError):
-        if why.header[:1] != bytes([PduType.ICResp]):
-            text += "; is it an NVMe/TCP port?"
-        return ProtocolError(text, why.fes, why.fei, why.header)
-    return ConnectionLost(text + "; is it an NVMe/TCP port?")
 
 
 def check(done: Completion) -> Completion:
