@@ -1,8 +1,9 @@
 """The far ends the I/O benchmarks talk to, each in its own process pinned to its own core.
 
 ``target_process`` runs ``pynvmetcp target`` with a memory namespace; ``raw_server`` runs a plain
-Python socket server that answers a fixed-size request with a fixed-size reply — the ceiling a
-Python transport can reach on this machine, against which the NVMe/TCP path is measured.
+Python socket server that answers a request of ``up`` bytes with ``down`` bytes — a round trip of
+one block, or, with many blocks each way, a stream: the ceilings a Python transport can reach on
+this machine, against which the NVMe/TCP path is measured.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def serve(c):
             n = c.recv_into(mv[:min(up - got, len(buf))])
             if not n: return
             got += n
-        c.sendall(mv[:down])
+        while down:
+            k = min(down, len(buf)); c.sendall(mv[:k]); down -= k
 while True:
     c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
@@ -111,10 +113,27 @@ class RawClient:
         self.mv = memoryview(self.buf)
 
     def call(self, up: bytes, down: int) -> None:
+        """One round trip: ``up`` sent, ``down`` bytes received."""
         self.sock.sendall(len(up).to_bytes(8, "little") + down.to_bytes(8, "little") + up)
+        self._receive(down)
+
+    def stream_down(self, block: int, count: int) -> None:
+        """A stream from the server: ``count`` blocks received into one block-sized buffer."""
+        self.sock.sendall((0).to_bytes(8, "little") + (block * count).to_bytes(8, "little"))
+        for _ in range(count):
+            self._receive(block)
+
+    def stream_up(self, data: bytes, count: int) -> None:
+        """A stream to the server: ``data`` sent ``count`` times, then a 16-byte answer."""
+        self.sock.sendall((len(data) * count).to_bytes(8, "little") + (16).to_bytes(8, "little"))
+        for _ in range(count):
+            self.sock.sendall(data)
+        self._receive(16)
+
+    def _receive(self, size: int) -> None:
         got = 0
-        while got < down:
-            n = self.sock.recv_into(self.mv[got:down])
+        while got < size:
+            n = self.sock.recv_into(self.mv[got:size])
             if not n:
                 raise ConnectionError("raw server closed")
             got += n

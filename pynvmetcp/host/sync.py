@@ -4,6 +4,13 @@ I/O commands are sent and their completions received by the thread that issued t
 on the hot path; a per-queue lock makes the queues safe to share between threads). Only the admin
 queue has a helper thread: it sends Keep Alive at KATO/2 and delivers asynchronous events as soon
 as they arrive, which persistent discovery connections depend on.
+
+Sends on an I/O queue are coalesced while the caller keeps it deep: a loopback ``sendmsg`` costs
+about as much CPU as all the Python work of a command, so a pipelining caller's commands leave
+together once half as many are waiting to go as are outstanding, and always before the thread
+blocks for a completion. A lone command (queue depth 1) still goes at once. Holding back only
+half keeps host and target working side by side; holding every command until the host blocks made
+them take turns (benchmarks/RESULTS.md has both).
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ class SyncQueue:
         self.on_unsolicited: Callable[[Completion], None] | None = None
         self.unsolicited_cids: set[int] = set()
         self.closed = False
+        self._unsent = 0  # commands submitted but held for the next send (I/O queues only)
 
     @classmethod
     def open(cls, traddr: str, trsvcid: int, engine: HostQueue, timeout: float,
@@ -71,13 +79,25 @@ class SyncQueue:
             return self.wait(cid, cmd.timeout)
 
     def submit(self, cmd: P.Command, context: object = None) -> int:
-        """Send a command without waiting (pipelining); ``wait(cid)`` collects it."""
+        """Queue a command without waiting (pipelining); ``wait(cid)`` collects it.
+
+        On an I/O queue the command may be held until more follow (see the module's
+        docstring); it is sent at the latest when this queue next waits or polls, or on
+        ``flush()``. Admin commands are sent at once."""
         with self.lock:
             self._check_open()
             cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                      read_len=cmd.read_len, context=context or cmd)
-            self._flush()
+            self._unsent += 1
+            if self.engine.qid == 0 or self._unsent >= self.engine.outstanding // 2:
+                self._flush()
             return cid
+
+    def flush(self) -> None:
+        """Send every command submitted so far now."""
+        with self.lock:
+            self._check_open()
+            self._flush()
 
     def wait(self, cid: int, timeout: float | None = None) -> Completion:
         deadline = time.monotonic() + (timeout or self.timeout)
@@ -108,6 +128,7 @@ class SyncQueue:
             raise ConnectionLost(f"queue {self.engine.qid} is closed")
 
     def _flush(self) -> None:
+        self._unsent = 0
         bufs = self.engine.data_to_send()
         while bufs:
             try:
@@ -123,6 +144,8 @@ class SyncQueue:
         receive is one system call (a Python socket timeout would add a poll() before every
         recv); the command deadline is checked between receives, so a command with a shorter
         timeout than the queue's is failed at the next receive after it passed."""
+        if self._unsent:
+            self._flush()
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
         try:

@@ -13,6 +13,7 @@ from pynvmetcp.host import commands as C
 from pynvmetcp.host.procedures import Command
 from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
                               TargetConfig)
+from tests.polling import wait_until
 
 NQN = "nqn.2024-01.io.pynvmetcp:matrix"
 
@@ -54,6 +55,40 @@ def test_blocking_pipeline_depths(target, depth):
         for _ in range(depth):
             assert q.wait_any().status == 0
         assert [bytes(b) for b in bufs] == datas
+
+
+class _CountingSocket:
+    """The queue's real socket, counting the system calls that send."""
+
+    def __init__(self, sock) -> None:
+        self.sock, self.sends = sock, 0
+
+    def sendmsg(self, buffers):
+        self.sends += 1
+        return self.sock.sendmsg(buffers)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+def test_coalesced_sends(target):
+    """A pipelining caller's I/O commands leave together (once half as many are held as are
+    outstanding), yet a lone command leaves at once and ``flush()`` sends what is held."""
+    counted = target.subsystem(NQN).namespaces[1]
+    with pynvmetcp.connect("127.0.0.1", target.port, NQN, queue_size=32) as ctrl:
+        q = ctrl.io[0]
+        q.sock = sock = _CountingSocket(q.sock)
+        bufs = [bytearray(4096) for _ in range(8)]
+        before = counted.read_cmds
+        q.submit(Command(C.read(1, 0, 8), read_into=bufs[0]))
+        wait_until(lambda: counted.read_cmds == before + 1, 10, "the lone read at the target")
+        for b in bufs[1:]:
+            q.submit(Command(C.read(1, 0, 8), read_into=b))
+        assert sock.sends == 4  # outstanding 1, 2, 3 and 5 sent; 6, 7, 8 held
+        q.flush()
+        assert sock.sends == 5
+        wait_until(lambda: counted.read_cmds == before + 8, 10, "the flushed reads")
+        assert all(q.wait_any().status == 0 for _ in bufs)
 
 
 @pytest.mark.parametrize("depth", [1, 8, 32, 128])
