@@ -38,6 +38,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self.error: Exception | None = None
         self.on_unsolicited: Callable[[Completion], None] | None = None
         self.unsolicited_cids: set[int] = set()
+        self._unsent = 0  # commands held for a coalesced send (I/O queues; see sync.py)
+        self._flush_soon: asyncio.Handle | None = None
 
     @classmethod
     async def open(cls, traddr: str, trsvcid: int, engine: HostQueue, timeout: float,
@@ -105,9 +107,15 @@ class AsyncQueue(asyncio.BufferedProtocol):
             self.transport.close()
 
     def _flush(self) -> None:
+        self._unsent = 0
         bufs = self.engine.data_to_send()
         if bufs and self._sender is not None:
             self._sender.send(bufs)
+
+    def _flush_held(self) -> None:
+        self._flush_soon = None
+        if self._unsent and self.error is None:
+            self._flush()
 
     # ---- commands ----
     def submit(self, cmd: P.Command) -> tuple[int, asyncio.Future]:
@@ -115,9 +123,16 @@ class AsyncQueue(asyncio.BufferedProtocol):
             raise self.error
         cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                  read_len=cmd.read_len, context=cmd)
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._waiters[cid] = fut
-        self._flush()
+        # Coalesced as on the blocking host: what is held leaves once half as many are held as
+        # are outstanding, or at the end of this turn of the loop at the latest.
+        self._unsent += 1
+        if self.engine.qid == 0 or self._unsent >= self.engine.outstanding // 2:
+            self._flush()
+        elif self._flush_soon is None:
+            self._flush_soon = loop.call_soon(self._flush_held)
         return cid, fut
 
     async def execute(self, cmd: P.Command) -> Completion:

@@ -91,6 +91,27 @@ def test_coalesced_sends(target):
         assert all(q.wait_any().status == 0 for _ in bufs)
 
 
+def test_asyncio_coalesced_sends(target):
+    """The asyncio host holds commands as the blocking one does: a lone command is sent in the
+    call that submits it; eight submitted in one turn of the loop leave in four sends (at 1, 2,
+    3 and 5 outstanding) plus one at the end of the turn, and all complete."""
+    async def run():
+        async with await pynvmetcp.aconnect("127.0.0.1", target.port, NQN,
+                                            queue_size=32) as ctrl:
+            q = ctrl.io[0]
+            sends = []
+            real_send = q._sender.send
+            q._sender.send = lambda buffers: (sends.append(len(buffers)), real_send(buffers))
+            bufs = [bytearray(4096) for _ in range(8)]
+            futures = [q.submit(Command(C.read(1, 0, 8), read_into=bufs[0]))[1]]
+            assert len(sends) == 1
+            futures += [q.submit(Command(C.read(1, 0, 8), read_into=b))[1] for b in bufs[1:]]
+            assert len(sends) == 4
+            done = await asyncio.gather(*futures)
+            assert len(sends) == 5 and all(c.status == 0 for c in done)
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("depth", [1, 8, 32, 128])
 def test_asyncio_depths(target, depth):
     async def run():
