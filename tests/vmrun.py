@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,8 @@ def run_guest(script: str, *, rwdirs: list[str], timeout: float = 600, memory: s
     early_crashes = []
     for _ in range(BOOT_ATTEMPTS):
         out.unlink(missing_ok=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PATH": path}, stdin=subprocess.DEVNULL)
-        if out.exists() or proc.returncode == 0:
+        proc, timed_out = _run_bounded(cmd, timeout, {**os.environ, "PATH": path})
+        if out.exists() or proc.returncode == 0 or timed_out:
             break
         # QEMU died before the guest ran a line of the script (seen: an assertion in QEMU's
         # MSI-X emulation while the guest kernel probes its devices under TCG). Nothing of the
@@ -94,6 +94,24 @@ def run_guest(script: str, *, rwdirs: list[str], timeout: float = 600, memory: s
         text += "".join(f"\n[boot {i + 1} crashed before the script: {c}]"
                         for i, c in enumerate(early_crashes))
     return subprocess.CompletedProcess(cmd, code, text, "")
+
+
+def _run_bounded(cmd: list[str], timeout: float,
+                 env: dict) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run vng in its own process group; past ``timeout`` the whole group goes (QEMU is vng's
+    grandchild: killing vng alone would leave the emulator running, and the guest's output up
+    to then is what the failure report needs)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        stderr += f"\n[the guest was killed after {timeout:g} s]"
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), timed_out
 
 
 def guest_checks(script: str, workdir: str, *, timeout: float = 900,

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -51,8 +52,15 @@ def step(fn):
     try:
         fn()
     except Exception as exc:  # noqa: BLE001 - the report is the point
+        extra = {}
+        if isinstance(exc, TimeoutError):  # what every other thread was doing meanwhile
+            names = {t.ident: t.name for t in threading.enumerate()}
+            extra["threads"] = {names.get(ident, str(ident)):
+                                "".join(traceback.format_stack(frame))[-1200:]
+                                for ident, frame in sys._current_frames().items()
+                                if ident != threading.get_ident()}
         emit(fn.__name__, error=f"{type(exc).__name__}: {exc}",
-             trace=traceback.format_exc()[-2000:])
+             trace=traceback.format_exc()[-2000:], **extra)
     return fn
 
 
@@ -314,7 +322,6 @@ def node_failure():
     the other node, which announces its own path; the kernel's multipath head keeps the same
     /dev/nvmeXnY and the queued I/O completes through the new path."""
     import mmap
-    import threading
 
     client = svc.clusters[(SUBNQN, HOSTNQN)]
     dead = client.status.connected_to[1]
@@ -338,17 +345,19 @@ def node_failure():
         finally:
             os.close(fd)
 
-    t = threading.Thread(target=writer)
+    t = threading.Thread(target=writer, daemon=True)
     t.start()
-    wait_until(lambda: len(done) > 20, 30, "I/O running")
-    before = len(done)
-    token = CLUSTER.kill(dead)
-    t0 = time.monotonic()
-    wait_until(lambda: client.status.connected_to and client.status.connected_to[1] != dead, 60,
-         "discovery failover")
-    wait_until(lambda: len(done) > before + 50, 90, "I/O continuing on the other node")
-    stop.set()
-    t.join(timeout=60)
+    try:
+        wait_until(lambda: len(done) > 20, 30, "I/O running")
+        before = len(done)
+        token = CLUSTER.kill(dead)
+        t0 = time.monotonic()
+        wait_until(lambda: client.status.connected_to and client.status.connected_to[1] != dead,
+                   60, "discovery failover")
+        wait_until(lambda: len(done) > before + 50, 90, "I/O continuing on the other node")
+    finally:  # a failed wait must not leave the writer running (the guest would never exit)
+        stop.set()
+        t.join(timeout=60)
     head_same = kernel.find_block_device(uuid=VOL1) == dev
     paths = [(c.trsvcid, c.state) for c in controllers()]
     emit("node_failure", killed_port=dead, now=client.status.connected_to,
