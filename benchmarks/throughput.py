@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report("throughput", "128 KiB sequential I/O: pynvmetcp host↔target vs raw socket",
                     args)
     pin_client()
-    number = max(2, int((2 if args.quick else 12) * args.scale))
+    number = max(2, int((2 if args.quick else 40) * args.scale))
     data = bytes(range(256)) * (SIZE // 256)
     with target_process() as (tport, _), raw_server() as rport:
         raw = RawClient(rport)
