@@ -240,10 +240,18 @@ class TargetServer:
                  ", discovery only" if port.discovery_only else "")
 
     async def unlisten(self, portid: int) -> None:
+        """Stop accepting on a port and close every connection made through it.
+
+        The connections go before the wait: from Python 3.12 on, ``wait_closed`` waits for the
+        listener's connections to end, and a host's live queue would never end by itself."""
         server = self.listeners.pop(portid, None)
-        if server is not None:
-            server.close()
-            await server.wait_closed()
+        if server is None:
+            return
+        server.close()
+        for conn in list(self.connections):
+            if conn.port.portid == portid:
+                conn.close("port removed")
+        await server.wait_closed()
 
     async def _keepalive(self) -> None:
         while True:

@@ -1,6 +1,8 @@
 """The discovery subsystem: log content per host, GENCTR, partial reads, the log-change AEN."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from pynvmetcp.host import commands as C
@@ -8,6 +10,7 @@ from pynvmetcp.spec.identify import IdentifyController
 from pynvmetcp.spec.logpages import DiscoveryLogEntry, DiscoveryLogHeader
 from pynvmetcp.spec.opcodes import DISCOVERY_NQN, FeatureId
 from pynvmetcp.target import ListenConfig, ReferralConfig, SubsystemConfig
+from pynvmetcp.wire import codec
 from tests.target.rawhost import OTHER_HOSTID, OTHER_HOSTNQN, admin, dnr, sc, sct
 from tests.target.support import NQN, NQN2, make_config, running
 
@@ -182,8 +185,13 @@ def test_ports_added_and_removed_at_runtime(target):
     assert port.trsvcid > 0
     assert (NQN, "127.0.0.1", port.trsvcid, port.portid) in nvm_entries(parse(read_log(q))[1])
     a, _ = admin(port.trsvcid, NQN)
+    idle = socket.create_connection(("127.0.0.1", port.trsvcid), timeout=10)
+    idle.sendall(codec.ic_req())  # initialized, but no Connect: not a queue yet
+    assert len(idle.recv(128, socket.MSG_WAITALL)) == 128  # ICResp: the target accepted it
     target.remove_port(port.portid)
     assert a.read_until_closed() == b""  # its associations end with it
+    assert idle.recv(1) == b""  # and so does the connection that is not a queue yet
+    idle.close()
     assert all(p != port.portid for *_, p in nvm_entries(parse(read_log(q))[1]))
     target.add_referral("192.0.2.9", 8009)
     target.remove_referral("192.0.2.9", 8009)
