@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -42,6 +43,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, owners = build_parser()
     args = parser.parse_args(argv)
+    # The command's error line is the report. Without a handler of its own, a library warning
+    # about the same failure (a lost admin queue, say) would reach stderr through logging's
+    # last-resort handler as a second line; commands that log (target) configure logging.
+    logging.getLogger("pynvmetcp").addHandler(logging.NullHandler())
     try:
         return owners[args.command].run(args) or 0
     except KeyboardInterrupt:

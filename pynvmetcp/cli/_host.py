@@ -144,9 +144,11 @@ def is_json(args: argparse.Namespace) -> bool:
     return getattr(args, "output_format", "normal") == "json"
 
 
-def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+def print_json(obj, compact: bool = False) -> None:
+    """Indented JSON, or one line of it (``compact``) when several documents follow each other."""
+    json.dump(obj, sys.stdout, indent=None if compact else 2, default=_json_default)
     sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def _json_default(obj):

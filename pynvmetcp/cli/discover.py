@@ -1,12 +1,24 @@
-"""`pynvmetcp discover`: read a discovery controller's log, printed like nvme-cli."""
+"""`pynvmetcp discover`: read a discovery controller's log, printed like nvme-cli.
+
+With ``-p/--persistent`` the connection stays (keep-alive on) as a persistent discovery
+controller, and the log is printed again after every discovery-log-change event until Ctrl-C:
+a way to watch what a discovery service announces while targets come and go. With ``--json``
+each log is then one line (JSON Lines), so a consumer can read them as they come.
+"""
 from __future__ import annotations
 
 import argparse
+import threading
 
-from ..host import discover
+from ..errors import ConnectionLost
+from ..host import connect, discover
+from ..spec.identify import OAES_DISC_LOG_CHANGE
 from ..spec.logpages import TREQ_DISABLE_SQFLOW
+from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice, AsyncEventType
 from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
                     reaching)
+
+_LOG_CHANGE = (AsyncEventType.NOTICE, AsyncEventNotice.DISCOVERY_LOG_CHANGE)
 
 TRTYPE = {1: "rdma", 2: "fc", 3: "tcp", 254: "loop"}
 ADRFAM = {1: "ipv4", 2: "ipv6", 3: "infiniband", 4: "fibre-channel", 254: "loop"}
@@ -27,6 +39,8 @@ def eflags_text(value: int) -> str:
 def register(sub) -> None:
     p = sub.add_parser("discover", help="read the discovery log of a discovery controller")
     add_connection_args(p, default_port=8009, nqn_required=False)
+    p.add_argument("-p", "--persistent", action="store_true",
+                   help="stay connected and print the log again on every change (until Ctrl-C)")
     add_output_args(p)
 
 
@@ -43,16 +57,55 @@ def entry_dict(e) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     kw = connect_kwargs(args)
+    if args.persistent:
+        return _persistent(args, kw)
     with reaching(args):
         log = discover(args.traddr, args.trsvcid, **kw)
+    _print_log(log, args)
+    return 0
+
+
+def _persistent(args: argparse.Namespace, kw: dict) -> int:
+    changed = threading.Event()
+
+    def on_event(ev) -> None:
+        if (ev.aet, ev.aei) == _LOG_CHANGE:
+            changed.set()
+
+    # ctrl_loss_tmo 0: a lost connection ends the command (with one line) rather than being
+    # retried silently while the printed log goes stale.
+    with reaching(args):
+        ctrl = connect(args.traddr, args.trsvcid, DISCOVERY_NQN, nr_io_queues=0,
+                       ctrl_loss_tmo=0, **kw)
+    with ctrl:
+        with reaching(args):
+            ctrl.enable_async_events(OAES_DISC_LOG_CHANGE)
+            ctrl.event_handlers.append(on_event)
+            ctrl.arm_async_events(1)
+        try:
+            while True:
+                changed.clear()
+                with reaching(args):
+                    _print_log(ctrl.discovery_log(), args, stream=True)
+                while not changed.wait(0.5):
+                    if ctrl.dead is not None:
+                        raise ConnectionLost(f"{args.traddr}:{args.trsvcid}: discovery "
+                                             f"connection lost: {ctrl.dead}")
+        except KeyboardInterrupt:
+            return 0
+
+
+def _print_log(log, args: argparse.Namespace, stream: bool = False) -> None:
+    """One log, as nvme-cli prints it; ``stream``: more follow (JSON: one line each; flushed)."""
     records = [entry_dict(e) for e in log.entries]
     if is_json(args):
-        print_json({"genctr": log.genctr, "records": records})
-        return 0
+        print_json({"genctr": log.genctr, "records": records}, compact=stream)
+        return
     print(f"\nDiscovery Log Number of Records {len(records)}, Generation counter {log.genctr}")
     for i, rec in enumerate(records):
         print(f"=====Discovery Log Entry {i}======")
         for key in ("trtype", "adrfam", "subtype", "treq", "portid", "trsvcid", "subnqn",
                     "traddr", "eflags", "sectype"):
             print(f"{key + ':':9}{rec[key]}")
-    return 0
+    if stream:
+        print(flush=True)

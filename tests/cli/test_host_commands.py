@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +47,42 @@ def test_discover_table_and_json(target):
                          .stdout)["records"]
     assert {r["subnqn"] for r in records} == {NQN, "nqn.2014-08.org.nvmexpress.discovery"}
 
+
+
+def test_discover_persistent_prints_every_change_until_interrupted():
+    """-p stays connected: the log is printed at once and again after each discovery-log
+    change (one JSON line each); Ctrl-C ends it with status 0, and a controller that goes away
+    ends it with one line and status 1."""
+    cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 0)], subsystems=[SubsystemConfig(NQN)])
+    with Target.serve(cfg) as t:
+        proc = subprocess.Popen([sys.executable, "-m", "pynvmetcp", "discover", "-p", "--json",
+                                 "-a", "127.0.0.1", "-s", str(t.port)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            first = json.loads(proc.stdout.readline())
+            assert NQN in {r["subnqn"] for r in first["records"]}
+            t.add_subsystem("nqn.2024-01.io.pynvmetcp:cli-added")
+            second = json.loads(proc.stdout.readline())  # printed because of the event
+            assert second["genctr"] > first["genctr"]
+            assert "nqn.2024-01.io.pynvmetcp:cli-added" in {r["subnqn"]
+                                                            for r in second["records"]}
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+            proc.wait()
+        proc = subprocess.Popen([sys.executable, "-m", "pynvmetcp", "discover", "-p",
+                                 "-a", "127.0.0.1", "-s", str(t.port)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert b"Discovery Log Number of Records" in proc.stdout.readline() + \
+            proc.stdout.readline()
+    try:  # the target is gone
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read().decode()
+        assert err.count("\n") == 1 and "discovery connection lost" in err, err
+    finally:
+        proc.kill()
+        proc.wait()
 
 def test_connect_userspace_passes_queue_options(target):
     run = cli("connect", "--userspace", "-a", "127.0.0.1", "-s", target.port, "-n", NQN,
