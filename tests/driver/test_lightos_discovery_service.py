@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import threading
 
 import pytest
 
@@ -100,6 +101,36 @@ def test_failover_to_another_endpoint(fakehost, svc_factory):
     eventually(lambda: list(client.status.io_controllers) == [("10.0.0.1", 4420, SUBSYSNQN,
                                                                fakehost.hostnqn)])
 
+
+
+class HangingKernelIO(FakeKernelIO):
+    """The kernel's connect to 10.0.0.1 hangs (a node that accepts and never answers: the
+    kernel waits out its admin timeout) until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hanging, self.release = threading.Event(), threading.Event()
+
+    def ensure(self, t):
+        if t.traddr == "10.0.0.1":
+            self.hanging.set()
+            self.release.wait(30)
+        return super().ensure(t)
+
+
+def test_a_hanging_kernel_connect_does_not_hold_up_failover(fakehost, svc_factory):
+    svc, net, kio = svc_factory(kio=HangingKernelIO())
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    client = eventually(lambda: svc.clusters.get((SUBSYSNQN, fakehost.hostnqn)))
+    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    first = client.status.connected_to
+    net.up.discard(first)  # the discovery node dies while the connect hangs
+    eventually(lambda: client.status.connected_to not in (None, first),
+               what="failover while a kernel connect hangs")
+    assert kio.connected == {}  # still hanging: the failover did not wait for it
+    kio.release.set()
+    eventually(lambda: len(kio.connected) == 3, what="the paths once the connect returns")
 
 def test_no_endpoint_answers_then_one_comes_back(fakehost, svc_factory):
     net = FakeDiscovery(NODES, NVM)

@@ -12,6 +12,10 @@ spread over the nodes), and:
   trying each; when none answers, tries again every ``reconnect_interval`` (5 s upstream);
 * every ``reconnect_interval`` re-checks that the controllers of the last log still exist in
   the kernel (one may have been deleted after ctrl_loss_tmo expired) and reconnects them.
+
+Kernel connects run on a thread of their own, always for the latest log: a connect to a node
+that accepts and then does not answer blocks for the kernel's admin timeout (a minute), and
+meanwhile the discovery connection must still fail over and read new logs.
 """
 from __future__ import annotations
 
@@ -64,6 +68,9 @@ class ClusterClient:
         self._stop = threading.Event()
         self._session: DiscoverySession | None = None
         self._thread: threading.Thread | None = None
+        self._wanted: list[LogEntry] | None = None  # the log the kernel should reflect next
+        self._apply_due = threading.Event()
+        self._applier: threading.Thread | None = None
         self.set_endpoints(endpoints)
 
     # ---- endpoints ----
@@ -90,13 +97,18 @@ class ClusterClient:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"dc-{self.subsysnqn[-12:]}")
+        self._applier = threading.Thread(target=self._apply_loop, daemon=True,
+                                         name=f"dc-io-{self.subsysnqn[-12:]}")
         self._thread.start()
+        self._applier.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._changed.set()
-        if self._thread and self._thread is not threading.current_thread():
-            self._thread.join(timeout=15)
+        self._apply_due.set()
+        for thread in (self._thread, self._applier):
+            if thread and thread is not threading.current_thread():
+                thread.join(timeout=15)
         self._drop_session()
         for e in self.endpoints:
             self._state(e.traddr, e.trsvcid, 0)
@@ -126,7 +138,7 @@ class ClusterClient:
                 self._changed.clear()
                 self._read_and_apply()
             elif time.monotonic() >= next_check:
-                self._apply(self.status.last_log)
+                self._request_apply(self.status.last_log)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.reconnect_interval
 
@@ -182,7 +194,7 @@ class ClusterClient:
         self.status.last_log = entries
         self.metrics.log_page_count.labels(self.hostnqn).inc()
         self._learn_referrals(entries)
-        self._apply(entries)
+        self._request_apply(entries)
 
     def _learn_referrals(self, entries: list[LogEntry]) -> None:
         known = {(e.traddr, e.trsvcid) for e in self.endpoints}
@@ -199,6 +211,22 @@ class ClusterClient:
             self.set_endpoints(self.endpoints + new)
             if self.on_referrals:
                 self.on_referrals(self, new)
+
+    def _request_apply(self, entries: list[LogEntry]) -> None:
+        self._wanted = entries
+        self._apply_due.set()
+
+    def _apply_loop(self) -> None:
+        while not self._stop.is_set():
+            self._apply_due.wait()
+            self._apply_due.clear()
+            entries = self._wanted
+            if entries is None or self._stop.is_set():
+                continue
+            try:
+                self._apply(entries)
+            except Exception:  # noqa: BLE001 - the next log or re-check tries again
+                log.exception("%s: connecting the I/O controllers failed", self.subsysnqn)
 
     def _apply(self, entries: list[LogEntry]) -> None:
         """Every NVM subsystem entry of the log gets a kernel I/O controller."""
