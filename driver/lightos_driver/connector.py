@@ -11,6 +11,9 @@ could use either. Differences on purpose (each covered by a test):
 * A failed connect removes what it created (the entry file) and nothing it did not create.
 * Detach looks once: a device that is already gone is not waited for.
 * Extend of a missing device raises DeviceNotFound instead of crashing on ``None``.
+
+What needs root (the entry file, the flush) goes through ``root_helper`` when the caller is not
+root (privileged.py).
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import devices, host
-from .entries import Entry, parse_file, write_entry_file
+from .entries import Entry, parse_file
 from .errors import DeviceNotFound, EntryFileError, FlushError, LightOSError
 from .locking import volume_lock
 from .paths import Paths
+from .privileged import RootHelper
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class LightOSConnector:
                  message_queue: Any = None, *args: Any, paths: Paths | None = None,
                  scan_interval: float = 1.0, device_wait_timeout: float = 60.0,
                  dsc_port: int = DISCOVERY_CLIENT_PORT, dsc_host: str = "localhost",
-                 flush: Callable[[str], None] = devices.flush_device,
+                 flush: Callable[[str], None] | None = None,
                  sleep: Callable[[float], None] | None = None, **kwargs: Any) -> None:
         self.root_helper = root_helper
         self.device_scan_attempts = max(1, int(device_scan_attempts))
@@ -51,7 +55,8 @@ class LightOSConnector:
         self.device_wait_timeout = device_wait_timeout
         self.dsc_port = dsc_port
         self.dsc_host = dsc_host
-        self._flush = flush
+        self.root = RootHelper(root_helper, self.paths)
+        self._flush = flush or self.root.flush
         import time
         self._sleep = sleep or time.sleep
 
@@ -137,20 +142,11 @@ class LightOSConnector:
         """Write the volume's entry file unless it is already right; True when written."""
         if not self.dsc_need_connect(props):
             return False
-        uuid = props["uuid"]
-        write_entry_file(self.paths.discovery_dir, Path(self.dsc_file_name(uuid)).name,
-                         self.entries_for(props),
-                         comment=f"lightos_driver connector entry file for LightOS volume: {uuid}")
+        self.root.write_entry(props["uuid"], self.entries_for(props))
         return True
 
     def dsc_disconnect_volume(self, props: dict[str, Any]) -> None:
-        path = Path(self.dsc_file_name(props["uuid"]))
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise EntryFileError(f"cannot delete {path}: {exc.strerror}") from exc
+        self.root.remove_entry(props["uuid"])
 
     # ---- devices ----
     def _get_device_by_uuid(self, uuid: str, attempts: int | None = None) -> str | None:
@@ -218,8 +214,8 @@ class LightOSConnector:
 
     def _undo_entry_file(self, uuid: str) -> None:
         try:
-            Path(self.dsc_file_name(uuid)).unlink()
-        except OSError as exc:
+            self.root.remove_entry(uuid)
+        except LightOSError as exc:
             log.warning("LightOS: could not remove entry file of %s: %s", uuid, exc)
 
     def disconnect_volume(self, connection_properties: dict[str, Any], device_info: Any,

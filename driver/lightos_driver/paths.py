@@ -20,13 +20,16 @@ class Paths:
     state_dir: Path = Path("/var/lib/lightos-driver")
     sys: Path = Path("/sys")
     dev: Path = Path("/dev")
+    #: The temp dir standing in for / (``under``); None on a real host.
+    root: Path | None = None
 
     @classmethod
     def under(cls, root: str | os.PathLike) -> "Paths":
         """Every location below ``root`` (a temp dir standing in for /)."""
         r = Path(root)
         d = cls()
-        return cls(**{k: r / str(getattr(d, k)).lstrip("/") for k in d.__dataclass_fields__})
+        return cls(root=r, **{k: r / str(getattr(d, k)).lstrip("/")
+                              for k in d.__dataclass_fields__ if k != "root"})
 
     def with_(self, **kw: str | os.PathLike) -> "Paths":
         return replace(self, **{k: Path(v) for k, v in kw.items()})
