@@ -129,7 +129,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         # Coalesced as on the blocking host: what is held leaves once half as many are held as
         # are outstanding, or at the end of this turn of the loop at the latest.
         self._unsent += 1
-        if self.engine.qid == 0 or self._unsent >= self.engine.outstanding // 2:
+        if self.engine.send_now(self._unsent):
             self._flush()
         elif self._flush_soon is None:
             self._flush_soon = loop.call_soon(self._flush_held)

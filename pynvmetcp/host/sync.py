@@ -89,7 +89,7 @@ class SyncQueue:
             cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                      read_len=cmd.read_len, context=context or cmd)
             self._unsent += 1
-            if self.engine.qid == 0 or self._unsent >= self.engine.outstanding // 2:
+            if self.engine.send_now(self._unsent):
                 self._flush()
             return cid
 

@@ -97,6 +97,13 @@ class HostQueue(_QueueEngine):
     def outstanding(self) -> int:
         return len(self._cmds)
 
+    def send_now(self, held: int) -> bool:
+        """Whether ``held`` submitted but unsent commands should be sent now (the transport's
+        coalescing rule): admin commands at once; on an I/O queue once half as many are held as
+        are outstanding, so a lone command goes at once and a deep queue sends in batches while
+        the peer still has work."""
+        return self.qid == 0 or held >= len(self._cmds) // 2
+
     @property
     def can_submit(self) -> bool:
         return self.state is QueueState.LIVE and len(self._cmds) < self.queue_size - 1

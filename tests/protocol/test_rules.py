@@ -351,3 +351,15 @@ def test_outstanding_commands_fail_when_the_connection_is_lost():
     lost = p.host.fail_all()
     assert len(lost) == 2 and all(isinstance(c, Completion) and c.status == -1 for c in lost)
     assert p.host.outstanding == 0
+
+
+def test_send_now_coalesces_io_commands_but_never_a_lone_one_or_an_admin_one(pair):
+    """The transports' coalescing rule: with n outstanding, send once n // 2 are held."""
+    q = pair.host
+    q.submit(C.read(1, 0, 1), read_len=512)
+    assert q.send_now(1)  # a lone command goes at once
+    for _ in range(7):
+        q.submit(C.read(1, 0, 1), read_len=512)
+    assert (q.send_now(3), q.send_now(4)) == (False, True)  # 8 outstanding
+    admin = HostQueue(0)
+    assert admin.send_now(0) and admin.send_now(1)
