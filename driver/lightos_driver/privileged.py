@@ -61,18 +61,21 @@ class RootHelper:
         if self.in_process:
             devices.flush_device(device)
             return
-        self._run(self.prefix + ["blockdev", "--flushbufs", device], "", FlushError)
+        # no time limit: writing back a device's dirty buffers takes what it takes, as in-process
+        self._run(self.prefix + ["blockdev", "--flushbufs", device], "", FlushError, None)
 
     def _helper(self, args: list[str], stdin: str, error: type[LightOSError]) -> None:
         cmd = self.prefix + [sys.executable, "-m", __name__, *args]
         if self.paths.root is not None:
             cmd += [ROOT_OPTION, str(self.paths.root)]
-        self._run(cmd, stdin, error)
+        self._run(cmd, stdin, error, 60.0)
 
-    def _run(self, cmd: list[str], stdin: str, error: type[LightOSError]) -> None:
+    def _run(self, cmd: list[str], stdin: str, error: type[LightOSError],
+             timeout: float | None) -> None:
         shown = shlex.join(cmd[len(self.prefix):])  # the helper's prefix is the operator's
         try:
-            done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+            done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                                  timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise error(f"{shown} (through the root helper): {exc}") from exc
         if done.returncode:
