@@ -132,6 +132,23 @@ def test_a_hanging_kernel_connect_does_not_hold_up_failover(fakehost, svc_factor
     kio.release.set()
     eventually(lambda: len(kio.connected) == 3, what="the paths once the connect returns")
 
+
+def test_retiring_a_cluster_mid_connect_disconnects_every_announced_subsystem(fakehost,
+                                                                              svc_factory):
+    """The entry file goes while the first kernel connect still hangs: nothing was connected
+    completely, yet every subsystem the cluster's log announced is disconnected."""
+    sub2 = SUBSYSNQN + "-2"
+    net = FakeDiscovery(NODES, NVM + [LogEntry(2, "10.0.0.2", 4420, sub2)])
+    svc, net, kio = svc_factory(net=net, kio=HangingKernelIO())
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
+    eventually(lambda: (SUBSYSNQN, fakehost.hostnqn) not in svc.clusters, what="retiring")
+    kio.release.set()  # the connect returns to a stopping client
+    eventually(lambda: {nqn for nqn, _ in kio.disconnects} == {SUBSYSNQN, sub2},
+               what="both subsystems disconnected")
+
 def test_no_endpoint_answers_then_one_comes_back(fakehost, svc_factory):
     net = FakeDiscovery(NODES, NVM)
     net.up.clear()

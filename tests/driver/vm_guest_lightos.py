@@ -15,6 +15,7 @@ Prints one JSON line per check ({"check": name, ...}); the last is {"check": "do
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -207,6 +208,7 @@ from lightos_driver.discovery import DiscoveryService, ServiceConfig  # noqa: E4
 from lightos_driver.libvirt_volume import LibvirtLightOSVolumeDriver  # noqa: E402
 from lightos_driver.paths import Paths  # noqa: E402
 from pynvmetcp import kernel  # noqa: E402
+from pynvmetcp.kernel.sysfs import SysfsError  # noqa: E402
 
 PATHS = Paths(etc_nvme=W / "etc/nvme", discovery_dir=W / "dc/discovery.d",
               internal_dir=W / "dc/internal", state_dir=W / "state")
@@ -390,14 +392,35 @@ def libvirt_instances():
     emit("libvirt_instances", volumes=sorted(rec["volumes"]))
 
 
+def delete_all_controllers(timeout: float = 120) -> None:
+    """Every controller of this host goes, as in a reboot. One that a connect still in flight
+    is setting up refuses deletion (EBUSY) until that connect ends (within the kernel's admin
+    timeout), so it is deleted once it can be."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        for c in kernel.controllers():
+            if c.hostnqn != HOSTNQN:
+                continue
+            try:
+                kernel.disconnect(c.name)
+            except SysfsError as exc:
+                if getattr(exc.__cause__, "errno", None) != errno.EBUSY:
+                    raise
+                busy.append(c.name)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"controllers {busy} still busy after {timeout:g} s")
+        time.sleep(1)
+
+
 @step
 def reboot():
     """The host goes down: the service stops, every controller is gone and so are the entry
     files (worst case). The restarted service runs the startup reconnect."""
     svc.stop()
-    for c in kernel.controllers():
-        if c.hostnqn == HOSTNQN:
-            kernel.disconnect(c.name)
+    delete_all_controllers()
     for f in PATHS.discovery_dir.iterdir():
         f.unlink()
     gone = not controllers() and kernel.find_block_device(uuid=VOL1) is None

@@ -229,10 +229,15 @@ class ClusterClient:
                 log.exception("%s: connecting the I/O controllers failed", self.subsysnqn)
 
     def _apply(self, entries: list[LogEntry]) -> None:
-        """Every NVM subsystem entry of the log gets a kernel I/O controller."""
+        """Every NVM subsystem entry of the log gets a kernel I/O controller.
+
+        Stopping midway publishes nothing: the service retires a cluster by what the last
+        complete pass connected, and a partial picture would leave controllers behind."""
         current: dict[tuple, str | None] = {}
         for r in entries:
-            if r.subtype != SubType.NVME or r.trtype != TrType.TCP or self._stop.is_set():
+            if self._stop.is_set():
+                return
+            if r.subtype != SubType.NVME or r.trtype != TrType.TCP:
                 continue
             t = IoTarget(r.traddr, r.trsvcid, r.subnqn, self.hostnqn, self.hostid,
                          self.ctrl_loss_tmo)

@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pynvmetcp.spec.opcodes import SubType
+
 from ..attachments import AttachmentRecord
 from ..entries import SOURCE_REFERRAL, SOURCE_USER, Entry, read_dir, read_internal, \
     with_source, write_internal
@@ -183,9 +185,11 @@ class DiscoveryService:
     def _retire(self, cluster: Cluster) -> None:
         client = self.clusters.pop(cluster)
         client.stop()
-        # the cluster's subsystem, and any other subsystem its discovery log made us connect
-        subsystems = [cluster[0]] + sorted({k[2] for k in client.status.io_controllers} - {
-            cluster[0]})
+        # the cluster's subsystem, and any other subsystem its discovery log announced (and so
+        # may have made us connect, even if a connect was still under way)
+        announced = {k[2] for k in client.status.io_controllers} | {
+            r.subnqn for r in client.status.last_log if r.subtype == SubType.NVME}
+        subsystems = [cluster[0]] + sorted(announced - {cluster[0]})
         names = [n for nqn in subsystems for n in self.kernel_io.disconnect_cluster(nqn,
                                                                                    cluster[1])]
         self.metrics.io_controllers.labels(*cluster).set(0)
