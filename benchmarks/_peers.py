@@ -153,13 +153,18 @@ def fill_namespace(ctrl, nsid: int = 1, chunk: int = 128 * 1024, depth: int = 8)
     from pynvmetcp.host.procedures import Command
 
     ns = ctrl.namespace(nsid)
-    q = ctrl.io[0]
     blocks = chunk // ns.block_size
     data = bytes(range(256)) * (chunk // 256)
-    total = ns.nblocks // blocks
-    for i in range(total + depth):
+    keep_deep(ctrl.io[0], lambda i: Command(C.write(nsid, i * blocks, blocks), write=data),
+              ns.nblocks // blocks, depth)
+
+
+def keep_deep(q, make, count: int, depth: int) -> None:
+    """Commands ``make(0)`` … ``make(count - 1)`` on I/O queue ``q``, ``depth`` outstanding
+    (a new one as each completes); a failed command raises."""
+    for i in range(count + depth):
         if i >= depth and q.wait_any().status:
-            raise RuntimeError("filling the namespace failed")
-        if i < total:
-            q.submit(Command(C.write(nsid, i * blocks, blocks), write=data))
+            raise RuntimeError("a benchmark command failed")
+        if i < count:
+            q.submit(make(i))
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pynvmetcp  # noqa: E402
 from benchmarks._harness import Report, compare, parse_args  # noqa: E402
-from benchmarks._peers import (NQN, RawClient, fill_namespace, pin_client, raw_server,  # noqa: E402
-                              target_process)
+from benchmarks._peers import (NQN, RawClient, fill_namespace, keep_deep, pin_client,  # noqa: E402
+                              raw_server, target_process)
 from pynvmetcp.host import commands as C  # noqa: E402
 from pynvmetcp.host.procedures import Command  # noqa: E402
 
@@ -47,21 +47,12 @@ def blocking_iops(ctrl, ns, depth: int, total: int, rng: random.Random) -> tuple
     span = ns.nblocks // blocks
     bufs = [bytearray(4096) for _ in range(depth)]
 
-    def submit(i):
-        q.submit(Command(C.read(ns.nsid, rng.randrange(span) * blocks, blocks),
-                         read_into=bufs[i % depth]))
+    def read(i: int) -> Command:
+        return Command(C.read(ns.nsid, rng.randrange(span) * blocks, blocks),
+                       read_into=bufs[i % depth])
 
     t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(depth):
-        submit(i)
-    done = 0
-    sent = depth
-    while done < total:
-        q.wait_any()
-        done += 1
-        if sent < total:
-            submit(sent)
-            sent += 1
+    keep_deep(q, read, total, depth)
     return total / (time.perf_counter() - t0), total / (time.process_time() - c0)
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pynvmetcp  # noqa: E402
 from benchmarks._harness import Report, compare, parse_args  # noqa: E402
-from benchmarks._peers import (NQN, RawClient, fill_namespace, pin_client, raw_server,  # noqa: E402
-                              target_process)
+from benchmarks._peers import (NQN, RawClient, fill_namespace, keep_deep, pin_client,  # noqa: E402
+                              raw_server, target_process)
 from pynvmetcp.host import commands as C  # noqa: E402
 from pynvmetcp.host.procedures import Command  # noqa: E402
 
@@ -57,21 +56,11 @@ class Sequential:
     def _write(self, i: int) -> Command:
         return Command(C.write(self.ns.nsid, self._next_lba(), self.blocks), write=self.data)
 
-    def _run(self, make: Callable[[int], Command]) -> None:
-        q = self.q
-        for i in range(DEPTH):
-            q.submit(make(i))
-        for i in range(DEPTH, BLOCKS_PER_CALL + DEPTH):
-            if q.wait_any().status:
-                raise RuntimeError("I/O failed")
-            if i < BLOCKS_PER_CALL:
-                q.submit(make(i))
-
     def reads(self) -> None:
-        self._run(self._read)
+        keep_deep(self.q, self._read, BLOCKS_PER_CALL, DEPTH)
 
     def writes(self) -> None:
-        self._run(self._write)
+        keep_deep(self.q, self._write, BLOCKS_PER_CALL, DEPTH)
 
 
 def main(argv: list[str] | None = None) -> int:
