@@ -27,7 +27,7 @@ from .entries import Entry, parse_file
 from .errors import DeviceNotFound, EntryFileError, FlushError, LightOSError
 from .locking import volume_lock
 from .paths import Paths
-from .privileged import RootHelper
+from .privileged import RootHelper, entry_path
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class LightOSConnector:
 
     # ---- entry files ----
     def dsc_file_name(self, uuid: str) -> str:
-        return str(self.paths.discovery_dir / f"{devices.check_volume_id(uuid)}.conf")
+        return str(entry_path(self.paths, uuid))
 
     def entries_for(self, props: dict[str, Any]) -> list[Entry]:
         """One entry per LightOS node of the cluster, for this host's NQN."""

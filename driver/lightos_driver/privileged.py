@@ -23,6 +23,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from . import devices
 from .entries import Entry, parse_text, render, write_entry_file
@@ -83,17 +84,18 @@ class RootHelper:
             raise error(f"{shown} (through the root helper): {why[0]}")
 
 
-def _file_name(uuid: str) -> str:
-    return f"{devices.check_volume_id(uuid)}.conf"
+def entry_path(paths: Paths, uuid: str) -> Path:
+    """A volume's entry file: ``<uuid>.conf`` directly in the discovery directory."""
+    return paths.discovery_dir / f"{devices.check_volume_id(uuid)}.conf"
 
 
 def _write(paths: Paths, uuid: str, entries: list[Entry]) -> None:
-    write_entry_file(paths.discovery_dir, _file_name(uuid), entries,
+    write_entry_file(paths.discovery_dir, entry_path(paths, uuid).name, entries,
                      comment=f"lightos_driver connector entry file for LightOS volume: {uuid}")
 
 
 def _remove(paths: Paths, uuid: str) -> None:
-    path = paths.discovery_dir / _file_name(uuid)
+    path = entry_path(paths, uuid)
     try:
         path.unlink()
     except FileNotFoundError:
