@@ -43,12 +43,14 @@ class AttachmentRecord:
         self.path = Path(path)
         self._lock_file = self.path.with_name(self.path.name + ".lock")
 
-    def load(self) -> dict[str, Any]:
+    def load(self, *, set_aside: bool = True) -> dict[str, Any]:
         """The record; a corrupt one is moved aside (kept for the operator) and starts empty.
 
         Why not raise: a record that cannot be parsed would otherwise block every attach and
         detach on this host, while the volumes themselves are fine; only the reboot reconnect
-        loses what it listed, and the log says where the old file went."""
+        loses what it listed, and the log says where the old file went. A reader that must not
+        take "empty" for "nothing attached" (the service deciding what to disconnect) passes
+        ``set_aside=False`` and gets the ValueError."""
         try:
             data = json.loads(self.path.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("volumes", {}), dict):
@@ -56,6 +58,8 @@ class AttachmentRecord:
         except FileNotFoundError:
             return {"version": VERSION, "volumes": {}}
         except ValueError as exc:
+            if not set_aside:
+                raise ValueError(f"attachment record {self.path} is corrupt: {exc}") from None
             aside = self.path.with_name(
                 f"{self.path.name}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}")
             try:

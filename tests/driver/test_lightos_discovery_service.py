@@ -324,6 +324,17 @@ def test_removed_while_down_but_recorded_as_attached_is_kept(fakehost, svc_facto
     assert kio.disconnects == [] and len(kio.connected) == 3
 
 
+def test_removed_while_down_with_a_corrupt_attachment_record_is_kept(fakehost, svc_factory):
+    """A record that cannot be read says nothing about what is attached: nothing is
+    disconnected on its word (and it is left where it is for the connector to set aside)."""
+    net, kio = _served_then_file_removed_while_down(fakehost, svc_factory)
+    fakehost.paths.attachments_file.write_text("{ not json")
+    svc2, _, _ = svc_factory(net=net, kio=kio)
+    svc2.start()
+    assert kio.disconnects == [] and len(kio.connected) == 3
+    assert fakehost.paths.attachments_file.read_text() == "{ not json"
+
+
 def test_metrics_port_defaults_to_6060_on_both_sides():
     from lightos_driver.connector import LightOSConnector
     assert ServiceConfig().metrics_port == 6060 == LightOSConnector().dsc_port

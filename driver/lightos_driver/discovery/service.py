@@ -204,9 +204,10 @@ class DiscoveryService:
         if not dropped:
             return
         try:
+            volumes = AttachmentRecord(self.paths.attachments_file).load(set_aside=False)
             recorded = {v.get("connection", {}).get("subsysnqn")
-                        for _, v in AttachmentRecord(self.paths.attachments_file)}
-        except OSError as exc:
+                        for v in volumes["volumes"].values()}
+        except (OSError, ValueError) as exc:
             log.error("attachment record unreadable (%s): keeping the controllers of %s", exc,
                       ", ".join(c[0] for c in sorted(dropped)))
             return
