@@ -116,7 +116,10 @@ def reaching(args: argparse.Namespace):
     except OSError as exc:
         raise OSError(f"{args.traddr}:{args.trsvcid}: {exc.strerror or exc}") from None
     except NvmeTcpError as exc:
-        raise NvmeTcpError(f"{args.traddr}:{args.trsvcid}: {exc}") from None
+        where = f"{args.traddr}:{args.trsvcid}"
+        if str(exc).startswith(where):  # the host already said where (connection setup)
+            raise
+        raise NvmeTcpError(f"{where}: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import threading
 from ..errors import ConnectionLost
 from ..host import connect, discover
 from ..spec.identify import OAES_DISC_LOG_CHANGE
-from ..spec.logpages import TREQ_DISABLE_SQFLOW
+from ..spec.logpages import EFLAGS_DUPRETINFO, EFLAGS_EPCSD, EFLAGS_NCC, TREQ_DISABLE_SQFLOW
 from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice, AsyncEventType
 from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
                     reaching)
@@ -26,8 +26,8 @@ SUBTYPE = {1: "discovery subsystem referral", 2: "nvme subsystem",
            3: "current discovery subsystem"}
 TREQ = {0: "not specified", 1: "required", 2: "not required", 3: "reserved"}
 SECTYPE = {0: "none", 1: "tls12", 2: "tls13"}
-EFLAGS = ((1 << 0, "duplicate discovery information"), (1 << 1, "explicit discovery connections"),
-          (1 << 2, "no cdc connectivity"))
+EFLAGS = ((EFLAGS_DUPRETINFO, "duplicate discovery information"),
+          (EFLAGS_EPCSD, "explicit discovery connections"), (EFLAGS_NCC, "no cdc connectivity"))
 
 
 def eflags_text(value: int) -> str:

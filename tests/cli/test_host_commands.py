@@ -149,6 +149,7 @@ def _non_nvme_port():
     (["discover", "-a", "127.0.0.1", "-s", "CLOSED"], "127.0.0.1:CLOSED: Connection refused"),
     (["discover", "-a", "no-such-host.invalid"], "cannot resolve 'no-such-host.invalid'"),
     (["discover", "-a", "127.0.0.1", "-s", "HTTP"], "is it an NVMe/TCP port?"),
+    (["discover", "-a", "127.0.0.1", "-s", "HTTP"], "error: 127.0.0.1:HTTP: connection setup"),
     (["id-ctrl", "-a", "127.0.0.1"], "a subsystem NQN is needed (--nqn)"),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(target, argv, expect, tmp_path):
@@ -160,7 +161,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(target, argv, expect, tmp_path
     args = []
     for a in argv:
         args.extend(at(target) if a == "@" else [subst.get(a, a)])
-    expect = expect.replace("CLOSED", str(closed_port))
+    expect = expect.replace("CLOSED", str(closed_port)).replace("HTTP", str(subst["HTTP"]))
     try:
         run = cli(*args)
     finally:
