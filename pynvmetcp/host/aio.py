@@ -38,7 +38,6 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self.error: Exception | None = None
         self.on_unsolicited: Callable[[Completion], None] | None = None
         self.unsolicited_cids: set[int] = set()
-        self._unsent = 0  # commands held for a coalesced send (I/O queues; see sync.py)
         self._flush_soon: asyncio.Handle | None = None
 
     @classmethod
@@ -107,14 +106,13 @@ class AsyncQueue(asyncio.BufferedProtocol):
             self.transport.close()
 
     def _flush(self) -> None:
-        self._unsent = 0
         bufs = self.engine.data_to_send()
         if bufs and self._sender is not None:
             self._sender.send(bufs)
 
     def _flush_held(self) -> None:
         self._flush_soon = None
-        if self._unsent and self.error is None:
+        if self.engine.held and self.error is None:
             self._flush()
 
     # ---- commands ----
@@ -128,8 +126,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self._waiters[cid] = fut
         # Coalesced as on the blocking host: what is held leaves once half as many are held as
         # are outstanding, or at the end of this turn of the loop at the latest.
-        self._unsent += 1
-        if self.engine.send_now(self._unsent):
+        if self.engine.send_now():
             self._flush()
         elif self._flush_soon is None:
             self._flush_soon = loop.call_soon(self._flush_held)

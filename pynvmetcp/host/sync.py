@@ -46,7 +46,6 @@ class SyncQueue:
         self.on_unsolicited: Callable[[Completion], None] | None = None
         self.unsolicited_cids: set[int] = set()
         self.closed = False
-        self._unsent = 0  # commands submitted but held for the next send (I/O queues only)
 
     @classmethod
     def open(cls, traddr: str, trsvcid: int, engine: HostQueue, timeout: float,
@@ -88,8 +87,7 @@ class SyncQueue:
             self._check_open()
             cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                      read_len=cmd.read_len, context=context or cmd)
-            self._unsent += 1
-            if self.engine.send_now(self._unsent):
+            if self.engine.send_now():
                 self._flush()
             return cid
 
@@ -128,7 +126,6 @@ class SyncQueue:
             raise ConnectionLost(f"queue {self.engine.qid} is closed")
 
     def _flush(self) -> None:
-        self._unsent = 0
         bufs = self.engine.data_to_send()
         while bufs:
             try:
@@ -144,7 +141,7 @@ class SyncQueue:
         receive is one system call (a Python socket timeout would add a poll() before every
         recv); the command deadline is checked between receives, so a command with a shorter
         timeout than the queue's is failed at the next receive after it passed."""
-        if self._unsent:
+        if self.engine.held:
             self._flush()
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")

@@ -77,6 +77,7 @@ class HostQueue(_QueueEngine):
         self.sqhd = 0
         self._cmds: dict[int, _Command] = {}
         self._next_cid = 0
+        self.held = 0  # commands submitted since the last data_to_send
         self._initiated = False
         self.framer.data_sink = self._sink
         self.framer.pda = hpda
@@ -97,12 +98,16 @@ class HostQueue(_QueueEngine):
     def outstanding(self) -> int:
         return len(self._cmds)
 
-    def send_now(self, held: int) -> bool:
-        """Whether ``held`` submitted but unsent commands should be sent now (the transport's
-        coalescing rule): admin commands at once; on an I/O queue once half as many are held as
-        are outstanding, so a lone command goes at once and a deep queue sends in batches while
-        the peer still has work."""
-        return self.qid == 0 or held >= len(self._cmds) // 2
+    def send_now(self) -> bool:
+        """Whether the commands submitted since the last ``data_to_send`` should be sent now
+        (the transports' coalescing rule): admin commands at once; on an I/O queue once half as
+        many are held as are outstanding, so a lone command goes at once and a deep queue sends
+        in batches while the peer still has work."""
+        return self.qid == 0 or self.held >= len(self._cmds) // 2
+
+    def data_to_send(self) -> list:
+        self.held = 0
+        return super().data_to_send()
 
     @property
     def can_submit(self) -> bool:
@@ -144,6 +149,7 @@ class HostQueue(_QueueEngine):
         self._cmds[cid] = cmd
         self._out.extend(codec.capsule_cmd(bytes(sqe), wmv if cmd.in_capsule else None,
                                            hdgst=self.hdgst, ddgst=self.ddgst, pda=self.cpda))
+        self.held += 1
         return cid
 
     def fail_all(self) -> list[Completion]:

@@ -357,9 +357,13 @@ def test_send_now_coalesces_io_commands_but_never_a_lone_one_or_an_admin_one(pai
     """The transports' coalescing rule: with n outstanding, send once n // 2 are held."""
     q = pair.host
     q.submit(C.read(1, 0, 1), read_len=512)
-    assert q.send_now(1)  # a lone command goes at once
-    for _ in range(7):
+    assert q.send_now()  # a lone command goes at once
+    for _ in range(4):
         q.submit(C.read(1, 0, 1), read_len=512)
-    assert (q.send_now(3), q.send_now(4)) == (False, True)  # 8 outstanding
-    admin = HostQueue(0)
-    assert admin.send_now(0) and admin.send_now(1)
+    q.data_to_send()
+    for _ in range(3):
+        q.submit(C.read(1, 0, 1), read_len=512)
+    assert (q.held, q.send_now()) == (3, False)  # 8 outstanding
+    q.submit(C.read(1, 0, 1), read_len=512)
+    assert (q.held, q.send_now()) == (4, True)  # 9 outstanding
+    assert HostQueue(0).send_now()
