@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pynvmetcp
 from pynvmetcp import kernel
-from pynvmetcp.spec.identify import NIDT_UUID, OAES_ANA_CHANGE, OAES_NS_ATTR
+from pynvmetcp.spec.identify import NIDT_UUID
 from pynvmetcp.spec.logpages import AnaLogPage
-from pynvmetcp.spec.opcodes import AnaState, AsyncEventNotice, AsyncEventType, LogPageId
+from pynvmetcp.spec.opcodes import AnaState, AsyncEventNotice, LogPageId
 
 from .fake_cluster import FakeLightOSCluster, target_backend
 
@@ -95,9 +95,7 @@ class UserspaceFlow:
         entries = [e for e in log.entries if e.subnqn == data["subsysnqn"] and e.subtype == 2]
         for e in entries:
             ctrl = self._connect(e.traddr, int(e.trsvcid))
-            ctrl.event_handlers.append(self._on_event)
-            ctrl.enable_async_events(OAES_NS_ATTR | OAES_ANA_CHANGE)  # what the kernel asks
-            ctrl.arm_async_events()
+            ctrl.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], lambda _: self.resized.set())
             self.paths[int(e.trsvcid)] = ctrl
         any_ctrl = next(iter(self.paths.values()))
         want = _uuid.UUID(data["uuid"])
@@ -106,10 +104,6 @@ class UserspaceFlow:
         step(f"attach (userspace): discovered through {node['target_portal']}:"
              f"{node['target_port']}, {len(entries)} paths connected, volume {data['uuid']} is "
              f"namespace {self.nsid}, optimized path :{self.optimized()}")
-
-    def _on_event(self, event) -> None:
-        if (event.aet, event.aei) == (AsyncEventType.NOTICE, AsyncEventNotice.NS_ATTR_CHANGED):
-            self.resized.set()
 
     def optimized(self) -> int:
         """The I/O port whose ANA group for our namespace is optimized, asked of that path."""

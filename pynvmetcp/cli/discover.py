@@ -12,13 +12,11 @@ import threading
 
 from ..errors import ConnectionLost
 from ..host import connect, discover
-from ..spec.identify import OAES_DISC_LOG_CHANGE
 from ..spec.logpages import EFLAGS_DUPRETINFO, EFLAGS_EPCSD, EFLAGS_NCC, TREQ_DISABLE_SQFLOW
-from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice, AsyncEventType
+from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice
 from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
                     reaching)
 
-_LOG_CHANGE = (AsyncEventType.NOTICE, AsyncEventNotice.DISCOVERY_LOG_CHANGE)
 
 TRTYPE = {1: "rdma", 2: "fc", 3: "tcp", 254: "loop"}
 ADRFAM = {1: "ipv4", 2: "ipv6", 3: "infiniband", 4: "fibre-channel", 254: "loop"}
@@ -67,11 +65,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _persistent(args: argparse.Namespace, kw: dict) -> int:
     changed = threading.Event()
-
-    def on_event(ev) -> None:
-        if (ev.aet, ev.aei) == _LOG_CHANGE:
-            changed.set()
-
     # ctrl_loss_tmo 0: a lost connection ends the command (with one line) rather than being
     # retried silently while the printed log goes stale.
     with reaching(args):
@@ -79,9 +72,7 @@ def _persistent(args: argparse.Namespace, kw: dict) -> int:
                        ctrl_loss_tmo=0, **kw)
     with ctrl:
         with reaching(args):
-            ctrl.enable_async_events(OAES_DISC_LOG_CHANGE)
-            ctrl.event_handlers.append(on_event)
-            ctrl.arm_async_events(1)
+            ctrl.watch_events([AsyncEventNotice.DISCOVERY_LOG_CHANGE], lambda _: changed.set())
         try:
             while True:
                 changed.clear()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..spec.identify import IdentifyNamespace
-from ..spec.opcodes import FeatureId
 from . import commands as C
 from . import procedures as P
 from .procedures import Command
@@ -81,10 +80,6 @@ class ControllerApi:
     def namespace(self, nsid: int):
         """A handle for I/O on namespace ``nsid`` (identified first, for its block size)."""
         return self._run(P.identify_namespace(nsid), lambda idns: Namespace(self, nsid, idns))
-
-    def enable_async_events(self, mask: int):
-        """Set Features Asynchronous Event Configuration (bit 31: discovery log change)."""
-        return self.set_features(FeatureId.ASYNC_EVENT, mask)
 
 
 class Namespace:

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import ConnectionLost, NvmeStatusError, NvmeTcpError, ProtocolError
 from ..protocol import Completion
 from ..protocol.aer import AsyncEvent
 from ..protocol.reconnect import ReconnectPolicy
 from ..spec.fabrics import Cap
+from ..spec.identify import NOTICE_AEC_BIT
+from ..spec.opcodes import AsyncEventNotice, AsyncEventType, FeatureId
 from ..spec.pdu import PduType
+from . import commands as C
 from . import procedures as P
 from .api import ControllerApi
+from .procedures import Command
 from .identity import ConnectParams
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ class Association(ControllerApi):
         self.id = None
         self.event_handlers: list[Callable[[AsyncEvent], None]] = []
         self._aer_wanted = 0
+        self._aec = 0  # the event configuration asked for, restored on every reconnect
         self._generation = 0
         self._policy = ReconnectPolicy(params.ctrl_loss_tmo, params.reconnect_delay)
 
@@ -73,11 +78,15 @@ class Association(ControllerApi):
         self.io = []
         return P.establish(p.identity, p.subnqn, nr_io_queues=p.nr_io_queues,
                            queue_size=p.queue_size, kato_ms=int(p.kato * 1000),
-                           disable_sqflow=p.disable_sqflow)
+                           disable_sqflow=p.disable_sqflow, aec=self._aec)
 
     def _adopt(self, assoc: P.Association) -> None:
         """Bring-up finished: remember what it learned; one more generation of queues."""
         self.cntlid, self.cap, self.vs, self.id = assoc.cntlid, assoc.cap, assoc.vs, assoc.id
+        if assoc.aec != self._aec:
+            log.warning("controller %d of %s refused the event configuration %#x: those "
+                        "asynchronous events will not arrive", assoc.cntlid,
+                        self.params.subnqn, self._aec)
         self.io_queue_ids = list(range(1, len(self.io) + 1))
         self._generation += 1
 
@@ -86,6 +95,48 @@ class Association(ControllerApi):
             self.admin = queue
         else:
             self.io.append(queue)
+
+    # ---- asynchronous events ----
+    def enable_async_events(self, mask: int):
+        """Set Features Asynchronous Event Configuration to ``mask`` (bits: spec.identify's
+        NOTICE_AEC_BIT); a reconnect restores it. Returns CQE DW0 (awaitable on asyncio)."""
+        def enabled(done):
+            self._aec = mask
+            return done.dw0
+        return self._io(Command(C.set_features(FeatureId.ASYNC_EVENT, mask)), enabled)
+
+    def watch_events(self, notices: Iterable[AsyncEventNotice],
+                     on_event: Callable[[AsyncEvent], None]):
+        """Call ``on_event(AsyncEvent)`` for each of these notices the controller reports.
+
+        One call does what a subscription needs: the notices are enabled on the controller
+        (besides those already enabled), an Asynchronous Event Request is kept outstanding,
+        and both are restored after a reconnect. ``on_event`` runs on the thread (blocking
+        host) or in the task (asyncio) that received the event; it should return quickly.
+        Raises NvmeStatusError when the controller refuses the notices (awaitable on
+        asyncio)."""
+        wanted = frozenset(AsyncEventNotice(n) for n in notices)
+        if not wanted:
+            raise ValueError("name at least one notice to watch")
+        mask = self._aec
+        for notice in wanted:
+            if notice not in NOTICE_AEC_BIT:
+                raise ValueError(f"{notice.name} is not a notice the host can enable")
+            mask |= NOTICE_AEC_BIT[notice]
+
+        def handler(event: AsyncEvent) -> None:
+            if event.aet == AsyncEventType.NOTICE and event.aei in wanted:
+                on_event(event)
+
+        def subscribed(done) -> None:
+            self._aec = mask
+            self.event_handlers.append(handler)
+            if not self._aer_wanted:
+                self.arm_async_events(1)
+        return self._io(Command(C.set_features(FeatureId.ASYNC_EVENT, mask)), subscribed)
+
+    def arm_async_events(self, count: int = 1) -> None:  # pragma: no cover - per host
+        raise NotImplementedError
 
     def _deliver_event(self, done: Completion) -> bool:
         """Hand a completed AER to the handlers; False when the AER itself failed."""

@@ -12,7 +12,7 @@ import uuid as _uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Generator
 
-from ..errors import NvmeTcpError
+from ..errors import NvmeStatusError, NvmeTcpError
 from ..spec.fabrics import Cap, CC_SHN_NORMAL, Csts, CSTS_SHST_COMPLETE
 from ..spec.identify import IdentifyController, IdentifyNamespace, parse_ns_descriptors
 from ..spec.logpages import DISC_ENTRY_LEN, DISC_HDR_LEN, DiscoveryLogEntry, DiscoveryLogHeader
@@ -222,13 +222,15 @@ def read_discovery_log(*, rae: bool = False, max_retries: int = 10, chunk: int =
 
 @dataclass(frozen=True, slots=True)
 class Association:
-    """What bring-up learned: the controller ID, CAP, VS, Identify Controller, I/O queue count."""
+    """What bring-up learned: the controller ID, CAP, VS, Identify Controller, I/O queue count,
+    and the event configuration that was restored (0: none asked for, or refused)."""
 
     cntlid: int
     cap: int
     vs: int
     id: Any
     io_queues: int
+    aec: int = 0
 
 
 ADMIN_QUEUE_SIZE = 32
@@ -236,17 +238,28 @@ ADMIN_ICD_SIZE = 8192
 
 
 def establish(identity: Identity, subnqn: str, *, nr_io_queues: int, queue_size: int,
-              kato_ms: int, disable_sqflow: bool = False) -> Procedure:
+              kato_ms: int, disable_sqflow: bool = False, aec: int = 0) -> Procedure:
     """A whole association as the kernel builds it: admin queue Connect (dynamic controller),
-    enable, Identify, Number of Queues, then one Connect per I/O queue with the allocated CNTLID."""
+    enable, Identify, Asynchronous Event Configuration, Number of Queues, then one Connect per
+    I/O queue with the allocated CNTLID.
+
+    ``aec`` is the event configuration the host asked of the previous association: a new
+    controller starts with its own default (pynvmetcp's and many others': nothing enabled), so
+    without it the events a caller subscribed to would stop after a reconnect. A controller
+    refusing it does not fail the association (``Association.aec`` is then 0)."""
     yield OpenQueue(0, ADMIN_QUEUE_SIZE, ADMIN_ICD_SIZE)
     cntlid = yield from connect_queue(identity, subnqn, 0, ADMIN_QUEUE_SIZE, kato_ms)
     cap, vs = yield from enable()
     idc = yield from identify_controller()
+    if aec:
+        try:
+            yield Command(C.set_features(FeatureId.ASYNC_EVENT, aec))
+        except NvmeStatusError:
+            aec = 0
     nr = (yield from set_queue_count(nr_io_queues)) if nr_io_queues else 0
     icd = max(idc.ioccsz * 16 - 64, 0)  # IOCCSZ counts the 64-byte SQE
     qsize = min(queue_size, (cap & 0xFFFF) + 1)  # CAP.MQES is 0's based
     for qid in range(1, nr + 1):
         yield OpenQueue(qid, qsize, icd)
         yield from connect_queue(identity, subnqn, qid, qsize, 0, cntlid, disable_sqflow)
-    return Association(cntlid, cap, vs, idc, nr)
+    return Association(cntlid, cap, vs, idc, nr, aec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct, this
 
 from ._types import NulPadded, Reserved, SpacePadded, U128
+from .opcodes import AsyncEventNotice
 
 IDENTIFY_LEN = 4096
 
@@ -124,6 +125,11 @@ ONCS_RESERVATIONS = 1 << 5
 OAES_NS_ATTR = 1 << 8
 OAES_ANA_CHANGE = 1 << 11
 OAES_DISC_LOG_CHANGE = 1 << 31
+#: The Asynchronous Event Configuration bit (Set Features 0x0B, CDW11) that lets a controller
+#: report each notice; it sits at the notice's OAES position.
+NOTICE_AEC_BIT = {AsyncEventNotice.NS_ATTR_CHANGED: OAES_NS_ATTR,
+                  AsyncEventNotice.ANA_CHANGE: OAES_ANA_CHANGE,
+                  AsyncEventNotice.DISCOVERY_LOG_CHANGE: OAES_DISC_LOG_CHANGE}
 # CMIC bits
 CMIC_MULTI_PORT = 1 << 0
 CMIC_MULTI_CTRL = 1 << 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import struct
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 
 import pynvmetcp
 from pynvmetcp.errors import CommandTimeout, ConnectionLost
+from pynvmetcp.spec.opcodes import AsyncEventNotice
 from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
                               TargetConfig)
 from tests.reliability.proxy import FaultProxy
@@ -79,6 +81,21 @@ def test_reset_mid_read_reconnects_and_returns_the_right_data():
             proxy.cut_after["c2h"] = proxy.forwarded["c2h"] + 3 * BLOCK + 100
             verify(ns, model)  # the cut lands inside a C2HData; the read is retried
             assert proxy.connections > 2
+
+
+def test_watched_events_survive_a_reconnect():
+    """A new controller starts with no events enabled: the host must configure them again."""
+    with Target.serve(config()) as target, FaultProxy(("127.0.0.1", target.port)) as proxy:
+        with pynvmetcp.connect("127.0.0.1", proxy.port, NQN, nr_io_queues=1, kato=2,
+                               ctrl_loss_tmo=10, reconnect_delay=0.2, timeout=5) as ctrl:
+            events = queue.Queue()
+            ctrl.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], events.put)
+            first = ctrl.cntlid
+            proxy.reset_all()
+            ctrl.namespace(1).write(0, block(0, 1))  # on the new association, after recovery
+            assert ctrl.cntlid != first
+            target.resize_namespace(NQN, 1, 32 << 20)
+            assert events.get(timeout=5).aei == AsyncEventNotice.NS_ATTR_CHANGED
 
 
 def test_stall_shorter_than_timeout_delays_but_completes():

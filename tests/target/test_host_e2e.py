@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import queue
 import threading
 import time
 
@@ -11,6 +12,8 @@ import pytest
 
 import pynvmetcp
 from pynvmetcp.protocol.aer import AsyncEvent
+from pynvmetcp.spec.identify import OAES_ANA_CHANGE, OAES_NS_ATTR
+from pynvmetcp.spec.opcodes import AsyncEventNotice, FeatureId
 from pynvmetcp.target import NamespaceConfig
 from tests.target.support import NQN, make_config, running
 
@@ -74,6 +77,45 @@ def test_host_sees_resize_through_the_event():
             assert got == [AsyncEvent(2, 0, 4)]
             c.get_log_page(0x04, 4096)
             assert c.namespace(1).size == 32 << 20
+
+
+def test_watch_events_delivers_each_subscription_its_own_notices():
+    with running() as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN) as c:
+            resized, ana = queue.Queue(), queue.Queue()
+            c.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], resized.put)
+            c.watch_events([AsyncEventNotice.ANA_CHANGE], ana.put)
+            # the second subscription added its notice to the first's, not replaced it
+            assert c.get_features(FeatureId.ASYNC_EVENT) == OAES_NS_ATTR | OAES_ANA_CHANGE
+            t.resize_namespace(NQN, 1, 32 << 20)
+            assert resized.get(timeout=5) == AsyncEvent(2, 0, 4)
+            c.get_log_page(0x04, 4096)  # reading the log re-enables the notice
+            t.set_ana_state(NQN, 1, 1, "inaccessible")
+            assert ana.get(timeout=5) == AsyncEvent(2, 3, 0x0C)
+            assert resized.empty()  # each handler saw only its own notice
+
+
+def test_watch_events_refuses_what_cannot_be_enabled():
+    with running() as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, NQN) as c:
+            with pytest.raises(ValueError, match="FW_ACTIVATION"):
+                c.watch_events([AsyncEventNotice.FW_ACTIVATION], print)
+            with pytest.raises(ValueError, match="at least one"):
+                c.watch_events([], print)
+            assert c.get_features(FeatureId.ASYNC_EVENT) == 0  # nothing was sent
+
+
+def test_asyncio_watch_events():
+    async def main(port, t):
+        async with await pynvmetcp.aconnect("127.0.0.1", port, NQN) as c:
+            got = asyncio.Event()
+            await c.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], lambda ev: got.set())
+            await asyncio.to_thread(t.resize_namespace, NQN, 1, 32 << 20)
+            await asyncio.wait_for(got.wait(), 5)
+            assert (await c.namespace(1)).size == 32 << 20
+
+    with running() as t:
+        asyncio.run(main(t.port, t))
 
 
 def test_file_namespace_checksum(tmp_path):

@@ -13,8 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from pynvmetcp.spec.identify import OAES_DISC_LOG_CHANGE
-from pynvmetcp.spec.opcodes import AsyncEventNotice, AsyncEventType, TrType
+from pynvmetcp.spec.opcodes import AsyncEventNotice, TrType
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +69,12 @@ class PynvmetcpSession:
         self.ctrl = pynvmetcp.connect(traddr, trsvcid, DISCOVERY_NQN, **kw)
         self.aen = False
         try:
-            self.ctrl.enable_async_events(OAES_DISC_LOG_CHANGE)  # AEC bit 31
-            self.ctrl.event_handlers.append(self._on_event(on_change))
-            self.ctrl.arm_async_events(1)
+            self.ctrl.watch_events([AsyncEventNotice.DISCOVERY_LOG_CHANGE],
+                                   lambda _: on_change())
             self.aen = True
         except Exception as exc:  # noqa: BLE001 - a target without AENs still works, polled
             log.warning("discovery controller %s:%s: no log-change events (%s); polling",
                         traddr, trsvcid, exc)
-
-    @staticmethod
-    def _on_event(on_change: Callable[[], None]):
-        def handler(ev) -> None:
-            if (ev.aet, ev.aei) == (AsyncEventType.NOTICE, AsyncEventNotice.DISCOVERY_LOG_CHANGE):
-                on_change()
-        return handler
 
     def read_log(self) -> list[LogEntry]:
         dlog = self.ctrl.discovery_log()
