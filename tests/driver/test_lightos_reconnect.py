@@ -9,7 +9,6 @@ import subprocess
 import sys
 import uuid as _uuid
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

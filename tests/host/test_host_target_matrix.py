@@ -41,7 +41,6 @@ def test_digests_and_alignment(target, digests, hpda):
 @pytest.mark.parametrize("depth", [1, 8, 32, 128])
 def test_blocking_pipeline_depths(target, depth):
     with pynvmetcp.connect("127.0.0.1", target.port, NQN, queue_size=129) as ctrl:
-        ns = ctrl.namespace(1)
         q = ctrl.io[0]
         base = 20000 + depth * 300
         datas = [os.urandom(4096) for _ in range(depth)]

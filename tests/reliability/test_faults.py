@@ -16,7 +16,7 @@ import time
 import pytest
 
 import pynvmetcp
-from pynvmetcp.errors import CommandTimeout, ConnectionLost
+from pynvmetcp.errors import CommandTimeout
 from pynvmetcp.spec.opcodes import AsyncEventNotice
 from pynvmetcp.target import (ListenConfig, NamespaceConfig, SubsystemConfig, Target,
                               TargetConfig)
