@@ -6,7 +6,8 @@ could use either. Differences on purpose (each covered by a test):
 
 * The entry file is written atomically in discovery.d itself (``tmp.dc.*`` + rename), never moved
   in from /tmp (a cross-filesystem move is a copy the discovery-client may read half-done).
-* The device wait honours ``device_scan_attempts`` (backoff, bounded by ``device_wait_timeout``).
+* The device wait honours ``device_scan_attempts`` (backoff, bounded by ``device_wait_timeout``),
+  and the host-wide lock is not held through it (``AttachMarker`` keeps cleanup safe).
 * A found device is checked against sysfs: never a stale by-id link, never a hidden path device.
 * A failed connect removes what it created (the entry file) and nothing it did not create.
 * Detach looks once: a device that is already gone is not waited for.
@@ -25,7 +26,7 @@ from typing import Any, Callable
 from . import devices, host
 from .entries import Entry, parse_file
 from .errors import DeviceNotFound, EntryFileError, FlushError, LightOSError
-from .locking import volume_lock
+from .locking import AttachMarker, volume_lock
 from .paths import Paths
 from .privileged import RootHelper, entry_path
 
@@ -149,9 +150,6 @@ class LightOSConnector:
         self.root.remove_entry(props["uuid"])
 
     # ---- devices ----
-    def _get_device_by_uuid(self, uuid: str, attempts: int | None = None) -> str | None:
-        return self.wait_for_device(uuid, attempts=attempts)
-
     def wait_for_device(self, uuid: str, *, attempts: int | None = None,
                         max_wait: float | None = None,
                         spent: Callable[[float], None] | None = None) -> str | None:
@@ -179,25 +177,47 @@ class LightOSConnector:
 
     # ---- the three operations ----
     def connect_volume(self, connection_properties: dict[str, Any]) -> dict[str, str]:
-        """Write the entry file, wait for the device; ``{'type': 'block', 'path': ...}``."""
+        """Write the entry file, wait for the device; ``{'type': 'block', 'path': ...}``.
+
+        The host-wide lock covers writing the entry file and the cleanup after the wait, not
+        the wait itself (os-brick holds it throughout): one volume whose device is slow or
+        never comes does not hold up attaches of the others for the whole device wait."""
         props = connection_properties
         uuid = devices.check_volume_id(props["uuid"])
+        marker = AttachMarker(self.paths.attach_marker(uuid))
         with volume_lock(self.paths.lock_file):
             existing, had_file, written = self.ensure_entry_file(props)
+            if not existing:
+                marker.hold()
+        device = existing
+        if not existing:
             created = written and not had_file
             try:
-                device = existing or self._get_device_by_uuid(uuid)
-                if not device:
-                    raise DeviceNotFound(uuid, f"did not show up after "
-                                               f"{self.device_scan_attempts} attempts")
+                device = self.wait_for_device(uuid)
             except BaseException:
-                if created:
-                    self._undo_entry_file(uuid)
+                self._end_wait(uuid, marker, None, created)
                 raise
-            if self.message_queue is not None:
-                self.message_queue.put(("add", props))
-            log.info("LightOS volume %s attached as %s", uuid, device)
-            return {"type": "block", "path": device}
+            device = self._end_wait(uuid, marker, device, created)
+            if not device:
+                raise DeviceNotFound(uuid, f"did not show up after "
+                                           f"{self.device_scan_attempts} attempts")
+        if self.message_queue is not None:
+            self.message_queue.put(("add", props))
+        log.info("LightOS volume %s attached as %s", uuid, device)
+        return {"type": "block", "path": device}
+
+    def _end_wait(self, uuid: str, marker: AttachMarker, device: str | None,
+                  created: bool) -> str | None:
+        """Back under the host-wide lock: one last look for the device, and when it is not
+        there, the entry file this attach created is removed, unless another attach of the
+        same volume is still waiting on it."""
+        marker.release()
+        with volume_lock(self.paths.lock_file):
+            device = device or devices.find_device(self.paths, uuid)
+            others = marker.others_waiting()
+            if not device and created and not others:
+                self._undo_entry_file(uuid)
+        return device
 
     def ensure_entry_file(self, props: dict[str, Any]) -> tuple[str | None, bool, bool]:
         """Under the host-wide lock, the first half of an attach: the volume's device if it is
@@ -251,7 +271,7 @@ class LightOSConnector:
         """The device's current size in bytes (the kernel learnt it from the AEN)."""
         uuid = devices.check_volume_id(connection_properties["uuid"])
         with volume_lock(self.paths.lock_file):
-            device = self._get_device_by_uuid(uuid)
+            device = self.wait_for_device(uuid)
             if not device:
                 raise DeviceNotFound(uuid, "cannot extend a volume that is not attached")
             size = devices.device_size(self.paths, device)

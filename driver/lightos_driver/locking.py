@@ -52,3 +52,54 @@ def _flock(lock_file: Path) -> int | None:
         if fd is not None:
             os.close(fd)
         return None
+
+
+class AttachMarker:
+    """"An attach of this volume is waiting for its device": a shared flock on a per-volume file.
+
+    Why: an attach holds the host-wide lock only to write the entry file, not through the device
+    wait (up to a minute), so attaches of other volumes are not held up by a slow one. A failed
+    attach then removes the entry file it created only when no other attach of the same volume
+    still waits on it (``others_waiting``, asked under the host-wide lock). Take the marker under
+    the host-wide lock, before releasing it, so that no attach is ever between the two.
+    Without a usable file (an unwritable state dir) nobody can be seen waiting, as before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def hold(self) -> "AttachMarker":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            log.debug("no attach marker at %s (%s)", self.path, exc)
+            self.release()
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last fd of the description drops the flock
+            self._fd = None
+
+    def others_waiting(self) -> bool:
+        """After ``release``, under the host-wide lock: whether another attach holds it.
+
+        When none does, the file is removed: every new holder opens it under the host-wide
+        lock, which the caller holds, so no one can be holding the unlinked file."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
+        return False

@@ -54,6 +54,10 @@ class Paths:
     def lock_file(self) -> Path:
         return self.state_dir / "volume-ops.lock"
 
+    def attach_marker(self, uuid: str) -> Path:
+        """Held by each attach of volume ``uuid`` while it waits for the device (locking.py)."""
+        return self.state_dir / "attaching" / f"{uuid}.lock"
+
     @property
     def by_id(self) -> Path:
         return self.dev / "disk" / "by-id"

@@ -189,6 +189,84 @@ def test_failed_connect_keeps_an_entry_file_it_did_not_create(fakehost):
     assert conf.exists()
 
 
+OTHER_UUID = "5b3c1a52-0c1f-4e7e-9d0e-3a1f6c2b9a10"
+
+
+class Parked:
+    """A device wait that parks in its first sleep until the test lets it go on."""
+
+    def __init__(self, then=None) -> None:
+        self.waiting, self.go = threading.Event(), threading.Event()
+        self.then = then
+
+    def __call__(self, seconds: float) -> None:
+        self.waiting.set()
+        assert self.go.wait(10), "the test never released the parked wait"
+        if self.then:
+            self.then()
+            self.then = None
+
+
+def attach_in_thread(connector, props):
+    out: dict = {}
+
+    def run():
+        try:
+            out["info"] = connector.connect_volume(props)
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+    th = threading.Thread(target=run)
+    th.start()
+    return th, out
+
+
+def test_a_waiting_attach_does_not_hold_up_another_volume(fakehost):
+    parked = Parked()
+    slow, slow_out = attach_in_thread(make(fakehost, sleep=parked), connection_props())
+    try:
+        assert parked.waiting.wait(5)
+        fakehost.add_namespace("nvme1n1", OTHER_UUID, nsid=2)
+        fast, fast_out = attach_in_thread(make(fakehost), connection_props(OTHER_UUID))
+        fast.join(5)
+        assert not fast.is_alive(), "the other volume's attach waited for the slow one"
+        assert fast_out["info"]["path"].endswith("/nvme1n1")
+    finally:
+        fakehost.add_namespace("nvme0n1", VOLUME_UUID)
+        parked.go.set()
+        slow.join(10)
+    assert slow_out["info"]["path"].endswith("/nvme0n1")
+
+
+def test_failed_attach_keeps_the_entry_file_another_attach_still_waits_on(fakehost):
+    """Two attaches of one volume (multiattach): the first creates the entry file and gives up;
+    the second, still waiting, must find the file in place."""
+    conf = fakehost.paths.discovery_dir / f"{VOLUME_UUID}.conf"
+    first_parked, second_parked = Parked(), Parked()
+    first, first_out = attach_in_thread(make(fakehost, attempts=2, sleep=first_parked),
+                                        connection_props())
+    assert first_parked.waiting.wait(5)
+    second, second_out = attach_in_thread(make(fakehost, attempts=2, sleep=second_parked),
+                                          connection_props())
+    assert second_parked.waiting.wait(5)
+    first_parked.go.set()  # the first attach's last look finds nothing: it fails
+    first.join(10)
+    assert isinstance(first_out["error"], DeviceNotFound)
+    assert conf.exists()  # the second attach still waits on it
+    second_parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
+    second_parked.go.set()
+    second.join(10)
+    assert second_out["info"]["path"].endswith("/nvme0n1")
+    assert conf.exists()
+    assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()  # nobody waits any more
+
+
+def test_failed_attach_alone_removes_its_entry_file_and_marker(fakehost):
+    with pytest.raises(DeviceNotFound):
+        make(fakehost, attempts=2).connect_volume(connection_props())
+    assert os.listdir(fakehost.paths.discovery_dir) == []
+    assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()
+
+
 def test_connect_twice_does_not_rewrite(fakehost):
     fakehost.add_namespace("nvme0n1", VOLUME_UUID)
     c = make(fakehost)
