@@ -149,6 +149,65 @@ def test_retiring_a_cluster_mid_connect_disconnects_every_announced_subsystem(fa
     eventually(lambda: {nqn for nqn, _ in kio.disconnects} == {SUBSYSNQN, sub2},
                what="both subsystems disconnected")
 
+class SettingUpKernelIO(HangingKernelIO):
+    """As the kernel does: while its first connect hangs, the controller is already in sysfs
+    (``controllers`` lists it) and refuses deletion (EBUSY) until the connect has finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setting_up: set[tuple] = set()
+        self.refused = 0
+
+    def ensure(self, t):
+        if t.traddr == "10.0.0.1":
+            with self.lock:
+                self.setting_up.add(t.key)
+        try:
+            return super().ensure(t)
+        finally:
+            with self.lock:
+                self.setting_up.discard(t.key)
+
+    def controllers(self, subsysnqn, hostnqn):
+        with self.lock:
+            keys = set(self.connected) | self.setting_up
+        return [k for k in keys if k[2] == subsysnqn and k[3] == hostnqn]
+
+    def disconnect_cluster(self, subsysnqn, hostnqn):
+        with self.lock:
+            self.refused += sum(1 for k in self.setting_up if k[2] == subsysnqn)
+        return super().disconnect_cluster(subsysnqn, hostnqn)
+
+
+def test_a_controller_still_being_set_up_at_retirement_is_deleted_once_it_can_be(fakehost,
+                                                                                svc_factory):
+    svc, net, kio = svc_factory(kio=SettingUpKernelIO())
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
+    eventually(lambda: kio.refused, what="a deletion refused while the connect is under way")
+    kio.release.set()  # the connect finishes: the controller exists, and may be deleted now
+    eventually(lambda: not kio.controllers(SUBSYSNQN, fakehost.hostnqn),
+               what="the leftover controller deleted by the retry")
+    assert not svc._leftovers
+
+
+def test_leftover_controllers_of_a_cluster_wanted_again_are_kept(fakehost, svc_factory):
+    svc, net, kio = svc_factory(kio=SettingUpKernelIO())
+    svc.start()
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
+    eventually(lambda: kio.refused, what="a deletion refused while the connect is under way")
+    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
+    eventually(lambda: (SUBSYSNQN, fakehost.hostnqn) in svc.clusters, what="served again")
+    kio.release.set()
+    eventually(lambda: len(kio.connected) == 3, what="every path of the cluster served again")
+    eventually(lambda: not svc._leftovers, what="the leftover forgotten")
+    assert len(kio.connected) == 3
+
+
 def test_no_endpoint_answers_then_one_comes_back(fakehost, svc_factory):
     net = FakeDiscovery(NODES, NVM)
     net.up.clear()

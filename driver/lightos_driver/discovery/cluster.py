@@ -103,15 +103,22 @@ class ClusterClient:
         self._applier.start()
 
     def stop(self) -> None:
+        """Stop discovery. The applier is not waited for: it may be inside a kernel connect
+        that lasts the kernel's admin timeout; it connects nothing more once that returns,
+        and ``applying`` tells when it has (the service deletes what such a connect leaves)."""
         self._stop.set()
         self._changed.set()
         self._apply_due.set()
-        for thread in (self._thread, self._applier):
-            if thread and thread is not threading.current_thread():
-                thread.join(timeout=15)
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(timeout=15)
         self._drop_session()
         for e in self.endpoints:
             self._state(e.traddr, e.trsvcid, 0)
+
+    @property
+    def applying(self) -> bool:
+        """Whether the applier thread still runs (after ``stop``: a kernel connect returning)."""
+        return self._applier is not None and self._applier.is_alive()
 
     def poke(self) -> None:
         """Read the log again soon (the AEN handler and tests call this)."""

@@ -111,13 +111,21 @@ class PynvmetcpKernelIO:
         return [c.name for c in self.sysfs.find_controllers(subsysnqn=subsysnqn, hostnqn=hostnqn)]
 
     def disconnect_cluster(self, subsysnqn: str, hostnqn: str) -> list[str]:
+        """Delete every controller of the subsystem for this host; the names deleted.
+
+        One at a time, going on past a failure: the kernel refuses (EBUSY) to delete a
+        controller whose first connect is still under way, and that one must not keep the
+        others. What is left is for the caller to retry (``controllers`` lists it)."""
         from pynvmetcp import kernel
 
-        try:
-            names = kernel.disconnect(subnqn=subsysnqn, hostnqn=hostnqn, sysfs=self.sysfs)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("disconnecting %s failed: %s", subsysnqn, exc)
-            return []
+        names = []
+        for name in self.controllers(subsysnqn, hostnqn):
+            try:
+                kernel.disconnect(name, sysfs=self.sysfs)
+            except Exception as exc:  # noqa: BLE001 - reported; the caller retries what is left
+                log.warning("disconnecting %s (%s) failed: %s", name, subsysnqn, exc)
+            else:
+                names.append(name)
         log.info("disconnected %s (%s): no entry file needs it any more", subsysnqn,
                  ", ".join(names) or "nothing connected")
         return names

@@ -12,7 +12,9 @@ Reconcile, on start and after every change of discovery.d:
 4. for a cluster no entry file names any more: stop its discovery connection **and disconnect
    its kernel I/O controllers** — upstream leaves them (stale controllers reconnecting forever to
    a cluster nobody uses); LightOS serves every volume of a cluster through one subsystem, so
-   this happens when the last volume of that cluster is detached from this host;
+   this happens when the last volume of that cluster is detached from this host. A controller
+   the kernel will not delete yet (its first connect still under way: EBUSY) is retried every
+   ``reconnect_interval`` until it is gone, unless the cluster is wanted again meanwhile;
 5. write internal.json (atomically) with user and referral entries.
 
 On start the user directory is the truth for user entries (a file removed while the service was
@@ -74,6 +76,10 @@ class DiscoveryService:
         self.rejected: dict[str, str] = {}
         self.user_entries: list[Entry] = []
         self._last_good: dict[str, list[Entry]] = {}  # entry file name → its last good entries
+        # (subsysnqn, hostnqn) whose controllers a retirement could not all delete yet → the
+        # retired cluster and its client (whose applier may still be inside a kernel connect)
+        self._leftovers: dict[tuple[str, str], tuple[Cluster, ClusterClient | None]] = {}
+        self._janitor: threading.Thread | None = None
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.watcher = DirWatcher(self.paths.discovery_dir, lambda names: self.reconcile(),
@@ -100,6 +106,8 @@ class DiscoveryService:
         self.watcher.start()  # before the first read: no change can slip between the two
         self.reconcile()
         self._disconnect_dropped_while_down(served_before)
+        self._janitor = threading.Thread(target=self._sweep_loop, name="dc-janitor", daemon=True)
+        self._janitor.start()
         log.info("discovery-client serving %d cluster(s) from %s (watch: %s, metrics: %s)",
                  len(self.clusters), self.paths.discovery_dir, self.watcher.mode,
                  self.metrics_server.port if self.metrics_server else "off")
@@ -118,6 +126,8 @@ class DiscoveryService:
             self.clusters.clear()
         if self.metrics_server:
             self.metrics_server.stop()
+        if self._janitor and self._janitor is not threading.current_thread():
+            self._janitor.join(timeout=5)
 
     def serve_forever(self) -> None:
         self._stopped.wait()
@@ -190,8 +200,8 @@ class DiscoveryService:
         announced = {k[2] for k in client.status.io_controllers} | {
             r.subnqn for r in client.status.last_log if r.subtype == SubType.NVME}
         subsystems = [cluster[0]] + sorted(announced - {cluster[0]})
-        names = [n for nqn in subsystems for n in self.kernel_io.disconnect_cluster(nqn,
-                                                                                   cluster[1])]
+        names = [n for nqn in subsystems
+                 for n in self._disconnect(nqn, cluster[1], cluster, client)]
         self.metrics.io_controllers.labels(*cluster).set(0)
         log.info("cluster %s no longer needed by any entry file: discovery stopped, "
                  "controllers %s disconnected", cluster[0], names)
@@ -217,9 +227,39 @@ class DiscoveryService:
                             "volume of it: keeping its controllers (the startup reconnect "
                             "restores the file)", subsysnqn)
                 continue
-            names = self.kernel_io.disconnect_cluster(subsysnqn, hostnqn)
+            names = self._disconnect(subsysnqn, hostnqn, (subsysnqn, hostnqn), None)
             log.info("cluster %s: its entry files were removed while the service was down: "
                      "controllers %s disconnected", subsysnqn, names)
+
+    def _disconnect(self, subsysnqn: str, hostnqn: str, owner: Cluster,
+                    client: ClusterClient | None) -> list[str]:
+        """Delete the subsystem's controllers for this host. What the kernel would not delete
+        yet, and what a kernel connect still under way in the retired client may yet create,
+        is left to the janitor, for as long as ``owner`` is not served again."""
+        names = self.kernel_io.disconnect_cluster(subsysnqn, hostnqn)
+        if self.kernel_io.controllers(subsysnqn, hostnqn) or (client and client.applying):
+            self._leftovers[(subsysnqn, hostnqn)] = (owner, client)
+        return names
+
+    def _sweep_loop(self) -> None:
+        while not self._stopped.wait(self.config.reconnect_interval):
+            try:
+                self._sweep()
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.exception("retrying leftover controllers failed")
+
+    def _sweep(self) -> None:
+        with self._lock:
+            for key, (owner, client) in list(self._leftovers.items()):
+                if owner in self.clusters:  # an entry file names the cluster again
+                    del self._leftovers[key]
+                    continue
+                applying = client is not None and client.applying  # read before the deletion
+                names = self.kernel_io.disconnect_cluster(*key)
+                if not applying and not self.kernel_io.controllers(*key):
+                    del self._leftovers[key]
+                    log.info("subsystem %s: the controllers left by its retirement are gone "
+                             "(%s)", key[0], ", ".join(names) or "they went by themselves")
 
     def _learnt(self, client: ClusterClient, new: list[Entry]) -> None:
         with self._lock:
