@@ -32,9 +32,6 @@ def run(args: argparse.Namespace) -> int:
                 out.write(line(rec) + "\n")
     except CaptureError as exc:
         raise ValueError(str(exc)) from None
-    except BrokenPipeError:  # `| head`
-        sys.stderr.close()
-        return 0
     if not found:
         print(f"{args.file}: no NVMe/TCP PDUs on TCP port {' or '.join(map(str, ports))} "
               f"(another port? -p PORT)", file=sys.stderr)

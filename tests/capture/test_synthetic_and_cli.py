@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,17 @@ def test_scapy_layer_dissects_captures_with_several_pdus_per_segment(tmp_path):
     assert pkts[-1][layer.NVMeTCPData].datal == 4096
     real = rdpcap(str(ROOT / "tests/captures/kernel-plain.pcap"), count=12)
     assert real[3][layer.NVMeTCP].pdu_type == 0  # the first ICReq of the kernel capture
+
+
+def test_cli_output_to_a_closed_pipe_ends_quietly_with_141():
+    """`pynvmetcp decode big.pcap | head`: the reader is gone before the first line (its end
+    of the pipe is closed before decode starts), as every other command does: 141, no text."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pynvmetcp", "decode",
+                               str(ROOT / "tests/captures/kernel-plain.pcap")], cwd=ROOT,
+                              stdout=w, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141 and proc.stderr == b""
