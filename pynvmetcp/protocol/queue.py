@@ -23,6 +23,9 @@ class QueueState(enum.Enum):
     TERMINATED = "terminated"  # TermReq sent or received; only closing remains
 
 
+_TERMINATED = QueueState.TERMINATED  # read per PDU: a module global is cheaper than the member
+
+
 class _QueueEngine:
     _receiver = ""  # 'host' or 'controller'
     _term_type = 0  # the TermReq type this side sends
@@ -68,7 +71,7 @@ class _QueueEngine:
     def _dispatch(self, pdus) -> list:
         events: list = []
         for pdu in pdus:
-            if self.state is QueueState.TERMINATED:
+            if self.state is _TERMINATED:
                 break
             try:
                 events.extend(self._handle(pdu))

@@ -36,10 +36,11 @@ _DIGESTIBLE = tuple(t in DIGESTIBLE for t in range(10))
 _CARRIES = tuple(t in CARRIES_DATA for t in range(10))
 _TERM = tuple(t in TERMREQ_TYPES for t in range(10))
 _ALWAYS_DATA = tuple(t in (PduType.H2CData, PduType.C2HData) for t in range(10))
-_CMD, _RESP, _H2C, _R2T = (int(PduType.CapsuleCmd), int(PduType.CapsuleResp),
-                           int(PduType.H2CData), int(PduType.R2T))
+_CMD, _RESP, _H2C, _C2H, _R2T = (int(PduType.CapsuleCmd), int(PduType.CapsuleResp),
+                                 int(PduType.H2CData), int(PduType.C2HData), int(PduType.R2T))
 _HDGSTF, _DDGSTF, _SUCCESS = PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.SUCCESS
 _SUCCESS_LAST = PduFlags.SUCCESS | PduFlags.LAST_PDU  # SUCCESS is only valid with LAST_PDU
+_PLAIN_C2H_FLAGS = frozenset((0, PduFlags.LAST_PDU, _SUCCESS_LAST))  # without digest flags
 _unpack_ch = codec.CH.unpack_from
 _unpack_resp = codec.RESP_PSH.unpack_from
 _unpack_xfer = codec.XFER_PSH.unpack_from
@@ -185,6 +186,29 @@ class Framer:
         rd = self._rd
         buf = self._buf
         t, flags, hlen, pdo, plen = _unpack_ch(buf, rd)
+        if self._direction and not (self.hdgst or self.ddgst or self.pda):
+            # The frequent headers a host receives on a connection without digests or
+            # padding, checked by value: each field equal to the one value the full checks
+            # below allow.
+            if t == _RESP and flags == 0 and hlen == 24 and pdo == 0 and plen == 24:
+                if avail < 24:
+                    return False
+                header = self._view[rd:rd + 24].tobytes()
+                self._rd = rd + 24
+                out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
+                                        *_unpack_resp(header, 8)))
+                return True
+            if (t == _C2H and hlen == 24 and pdo == 24 and flags in _PLAIN_C2H_FLAGS
+                    and 0 < plen - 24 <= self.max_data):
+                if avail < 24:
+                    return False
+                header = self._view[rd:rd + 24].tobytes()
+                cccid, ttag, datao, datal = _unpack_xfer(header, 8)
+                if datal == plen - 24:
+                    self._rd = rd + 24
+                    self._start_data(_C2HData(flags, 24, 24, plen, None, None, None, header,
+                                              b"", cccid, ttag, datao, datal), datal)
+                    return True
         if t > 9 or t == 8 or (t & 1) != self._direction:
             self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
                        Fes.INVALID_HEADER_FIELD, _FEI_TYPE)
@@ -282,6 +306,12 @@ class Framer:
         if not data_len:
             out.append(pdu)
             return True
+        self._start_data(pdu, data_len)
+        return True
+
+    def _start_data(self, pdu: PduBase, data_len: int) -> None:
+        """The header is consumed; its payload is received next, in place when the sink
+        offers a buffer of exactly that length."""
         self._pdu = pdu
         view = self.data_sink(pdu) if self.data_sink else None
         if view is not None and (type(view) is not memoryview or view.format != "B"):
@@ -292,7 +322,6 @@ class Framer:
         pdu.data = view
         self._filled = 0
         self._state = _DATA
-        return True
 
     def _data_complete(self, out: list[PduBase]) -> None:
         if self._pdu.flags & _DDGSTF:
