@@ -133,7 +133,11 @@ class HostQueue(_QueueEngine):
             raise RuntimeError(f"queue {self.qid} is full ({self.queue_size - 1} outstanding)")
         if write is not None and (read_into is not None or read_len):
             raise ValueError("a command moves data in one direction only")
-        cid = self._alloc_cid()
+        cid = self._next_cid
+        if cid in self._cmds:
+            cid = self._alloc_cid()
+        else:
+            self._next_cid = (cid + 1) & 0xFFFF
         sqe = bytearray(sqe)
         _CID.pack_into(sqe, 2, cid)
         wmv = memoryview(write).cast("B") if write is not None else None
@@ -154,7 +158,7 @@ class HostQueue(_QueueEngine):
             _SGL.pack_into(sqe, 24, 0, length, _SGL_TRANSPORT)
         sqe[1] |= 0x40  # PSDT: SGL for data (as every Linux host command)
         self._cmds[cid] = cmd
-        self._out.extend(codec.capsule_cmd(bytes(sqe), wmv if cmd.in_capsule else None,
+        self._out.extend(codec.capsule_cmd(sqe, wmv if cmd.in_capsule else None,
                                            hdgst=self.hdgst, ddgst=self.ddgst, pda=self.cpda))
         self.held += 1
         return cid

@@ -40,7 +40,9 @@ _CMD, _RESP, _H2C, _C2H, _R2T = (int(PduType.CapsuleCmd), int(PduType.CapsuleRes
                                  int(PduType.H2CData), int(PduType.C2HData), int(PduType.R2T))
 _HDGSTF, _DDGSTF, _SUCCESS = PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.SUCCESS
 _SUCCESS_LAST = PduFlags.SUCCESS | PduFlags.LAST_PDU  # SUCCESS is only valid with LAST_PDU
-_PLAIN_C2H_FLAGS = frozenset((0, PduFlags.LAST_PDU, _SUCCESS_LAST))  # without digest flags
+# The flags a data PDU may carry on a link without digests.
+_PLAIN_C2H_FLAGS = frozenset((0, PduFlags.LAST_PDU, _SUCCESS_LAST))
+_PLAIN_H2C_FLAGS = frozenset((0, PduFlags.LAST_PDU))
 _unpack_ch = codec.CH.unpack_from
 _unpack_resp = codec.RESP_PSH.unpack_from
 _unpack_xfer = codec.XFER_PSH.unpack_from
@@ -69,6 +71,9 @@ class Framer:
             raise ValueError(f"staging must be at least {_MIN_STAGING} bytes")
         self.receiver = receiver
         self._direction = 1 if receiver == "host" else 0  # required value of the type's bit 0
+        # the data PDU this side receives: type, record, flags allowed without digests
+        self._xfer = ((_C2H, _C2HData, _PLAIN_C2H_FLAGS) if receiver == "host"
+                      else (_H2C, _H2CData, _PLAIN_H2C_FLAGS))
         self.hdgst = False
         self.ddgst = False
         self.pda = 0
@@ -186,29 +191,10 @@ class Framer:
         rd = self._rd
         buf = self._buf
         t, flags, hlen, pdo, plen = _unpack_ch(buf, rd)
-        if self._direction and not (self.hdgst or self.ddgst or self.pda):
-            # The frequent headers a host receives on a connection without digests or
-            # padding, checked by value: each field equal to the one value the full checks
-            # below allow.
-            if t == _RESP and flags == 0 and hlen == 24 and pdo == 0 and plen == 24:
-                if avail < 24:
-                    return False
-                header = self._view[rd:rd + 24].tobytes()
-                self._rd = rd + 24
-                out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
-                                        *_unpack_resp(header, 8)))
-                return True
-            if (t == _C2H and hlen == 24 and pdo == 24 and flags in _PLAIN_C2H_FLAGS
-                    and 0 < plen - 24 <= self.max_data):
-                if avail < 24:
-                    return False
-                header = self._view[rd:rd + 24].tobytes()
-                cccid, ttag, datao, datal = _unpack_xfer(header, 8)
-                if datal == plen - 24:
-                    self._rd = rd + 24
-                    self._start_data(_C2HData(flags, 24, 24, plen, None, None, None, header,
-                                              b"", cccid, ttag, datao, datal), datal)
-                    return True
+        if not (self.hdgst or self.ddgst or self.pda):
+            done = self._plain_header(out, avail, rd, t, flags, hlen, pdo, plen)
+            if done is not None:
+                return done
         if t > 9 or t == 8 or (t & 1) != self._direction:
             self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
                        Fes.INVALID_HEADER_FIELD, _FEI_TYPE)
@@ -308,6 +294,55 @@ class Framer:
             return True
         self._start_data(pdu, data_len)
         return True
+
+    def _plain_header(self, out: list[PduBase], avail: int, rd: int, t: int, flags: int,
+                      hlen: int, pdo: int, plen: int) -> bool | None:
+        """The frequent PDUs of a link without digests or padding, checked by value: each
+        field equal to the one value the full checks in ``_header`` allow, in a fraction of
+        their time. None: not such a PDU, the full checks decide (and name the wrong field)."""
+        xfer, xfer_record, xfer_flags = self._xfer
+        if t == xfer:  # C2HData to a host, H2CData to a controller
+            if (hlen != 24 or pdo != 24 or flags not in xfer_flags
+                    or not 0 < plen - 24 <= self.max_data):
+                return None
+            if avail < 24:
+                return False
+            header = self._view[rd:rd + 24].tobytes()
+            cccid, ttag, datao, datal = _unpack_xfer(header, 8)
+            if datal != plen - 24:
+                return None
+            self._rd = rd + 24
+            self._start_data(xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
+                                         cccid, ttag, datao, datal), datal)
+            return True
+        if t == _RESP and self._direction:
+            if flags or hlen != 24 or pdo or plen != 24:
+                return None
+            if avail < 24:
+                return False
+            header = self._view[rd:rd + 24].tobytes()
+            self._rd = rd + 24
+            out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
+                                    *_unpack_resp(header, 8)))
+            return True
+        if t == _CMD and not self._direction and not flags and hlen == 72:
+            if pdo == 0 and plen == 72:
+                data_len = 0
+            elif pdo == 72 and 0 < plen - 72 <= self.max_data:
+                data_len = plen - 72  # in-capsule data
+            else:
+                return None
+            if avail < 72:
+                return False
+            header = self._view[rd:rd + 72].tobytes()
+            self._rd = rd + 72
+            pdu = _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"", header[8:72])
+            if data_len:
+                self._start_data(pdu, data_len)
+            else:
+                out.append(pdu)
+            return True
+        return None
 
     def _start_data(self, pdu: PduBase, data_len: int) -> None:
         """The header is consumed; its payload is received next, in place when the sink
