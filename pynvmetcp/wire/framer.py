@@ -292,7 +292,7 @@ class Framer:
         if not data_len:
             out.append(pdu)
             return True
-        self._start_data(pdu, data_len)
+        self._start_data(out, pdu, data_len)
         return True
 
     def _plain_header(self, out: list[PduBase], avail: int, rd: int, t: int, flags: int,
@@ -312,7 +312,7 @@ class Framer:
             if datal != plen - 24:
                 return None
             self._rd = rd + 24
-            self._start_data(xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
+            self._start_data(out, xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
                                          cccid, ttag, datao, datal), datal)
             return True
         if t == _RESP and self._direction:
@@ -338,23 +338,30 @@ class Framer:
             self._rd = rd + 72
             pdu = _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"", header[8:72])
             if data_len:
-                self._start_data(pdu, data_len)
+                self._start_data(out, pdu, data_len)
             else:
                 out.append(pdu)
             return True
         return None
 
-    def _start_data(self, pdu: PduBase, data_len: int) -> None:
+    def _start_data(self, out: list[PduBase], pdu: PduBase, data_len: int) -> None:
         """The header is consumed; its payload is received next, in place when the sink
-        offers a buffer of exactly that length."""
-        self._pdu = pdu
+        offers a buffer of exactly that length. A payload already received whole (small
+        PDUs arrive many to a receive) is copied and the PDU delivered in this one step."""
         view = self.data_sink(pdu) if self.data_sink else None
         if view is not None and (type(view) is not memoryview or view.format != "B"):
             view = memoryview(view).cast("B")  # a bytearray's slices would be copies
         if view is None or len(view) != data_len or view.readonly:
             view = memoryview(bytearray(data_len))
-        self._data = view
         pdu.data = view
+        rd = self._rd
+        if not pdu.flags & _DDGSTF and self._wr - rd >= data_len:
+            view[:] = self._view[rd:rd + data_len]
+            self._rd = rd + data_len
+            out.append(pdu)
+            return
+        self._pdu = pdu
+        self._data = view
         self._filled = 0
         self._state = _DATA
 
