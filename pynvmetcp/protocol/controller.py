@@ -128,19 +128,19 @@ class ControllerQueue(_QueueEngine):
                                                 sqid=self.qid, hdgst=self.hdgst))
 
     # ---- received PDUs ----
-    def _handle(self, pdu) -> list:
+    def _handle(self, pdu):
         t = pdu.pdu_type
         if self.state is _AWAIT_IC and t != _T_TERM:
             if t != _T_ICREQ:
                 raise ProtocolError(f"{pdu.name} before ICReq", Fes.PDU_SEQUENCE_ERROR, 0,
                                     pdu.raw_header)
-            return [self._icreq(pdu)]
+            return self._icreq(pdu)
         if t == _T_CMD:
             return self._capsule(pdu)
         if t == _T_H2C:
             return self._h2c_data(pdu)
         if t == _T_TERM:
-            return [self._peer_terminated(pdu)]
+            return self._peer_terminated(pdu)
         raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR, 0,
                             pdu.raw_header)
 
@@ -165,13 +165,13 @@ class ControllerQueue(_QueueEngine):
         return IcComplete(self.hdgst, self.ddgst, self.hpda, self.cpda, self.maxh2cdata,
                           pdu.maxr2t)
 
-    def _reject(self, cid: int, status: int) -> list:
+    def _reject(self, cid: int, status: int) -> None:
         """Answer a malformed command at once; it never reaches the target."""
         self._cmds[cid] = _Command(cid, b"")
         self.complete(cid, status)
-        return []
+        return None
 
-    def _capsule(self, pdu) -> list:
+    def _capsule(self, pdu) -> CommandReceived | None:
         sqe = pdu.sqe
         cid = pdu.cid
         if len(self._cmds) >= self.depth:
@@ -181,7 +181,7 @@ class ControllerQueue(_QueueEngine):
             self._out.extend(codec.capsule_resp(cid, _status(SC_CID_CONFLICT) << 1,
                                                 sqhd=self.sqhd, sqid=self.qid,
                                                 hdgst=self.hdgst))
-            return []
+            return None
         addr, length, sgl_id = _SGL.unpack_from(sqe, 24)
         direction = data_direction(sqe)
         data = pdu.data if len(pdu.data) else None
@@ -189,7 +189,7 @@ class ControllerQueue(_QueueEngine):
             if data is not None:
                 return self._reject(cid, _status(SC_SGL_INVALID_DATA))
             self._cmds[cid] = _Command(cid, sqe)
-            return [CommandReceived(cid, sqe, None, 0)]
+            return CommandReceived(cid, sqe, None, 0)
         if length > self.max_transfer:
             return self._reject(cid, _status(SC_SGL_INVALID_DATA))
         if sgl_id == _SGL_IN_CAPSULE:
@@ -202,12 +202,12 @@ class ControllerQueue(_QueueEngine):
             if pdu.ddgst_ok is False:
                 return self._reject(cid, _status(SC_DATA_XFER_ERROR, dnr=False))
             self._cmds[cid] = _Command(cid, sqe)
-            return [CommandReceived(cid, sqe, data, 0)]
+            return CommandReceived(cid, sqe, data, 0)
         if sgl_id != _SGL_TRANSPORT or data is not None:
             return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
         if direction == 2:
             self._cmds[cid] = _Command(cid, sqe, c2h_length=length)
-            return [CommandReceived(cid, sqe, None, length)]
+            return CommandReceived(cid, sqe, None, length)
         if direction != 1:  # bidirectional transfers are not defined on NVMe/TCP
             return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
         cmd = _Command(cid, sqe, buf=memoryview(bytearray(length)))
@@ -215,7 +215,7 @@ class ControllerQueue(_QueueEngine):
         self._cmds[cid] = cmd
         self._ttags[cmd.ttag] = cmd
         self._out.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
-        return []
+        return None
 
     def _alloc_ttag(self) -> int:
         while True:
@@ -236,7 +236,7 @@ class ControllerQueue(_QueueEngine):
         cmd.sink_offset = end
         return cmd.buf[pdu.datao:end]
 
-    def _h2c_data(self, pdu) -> list:
+    def _h2c_data(self, pdu) -> CommandReceived | None:
         hdr = pdu.raw_header
         cmd = self._ttags.get(pdu.ttag)
         if cmd is None:
@@ -264,13 +264,13 @@ class ControllerQueue(_QueueEngine):
         if pdu.ddgst_ok is False:
             cmd.ddgst_bad = True
         if end < len(cmd.buf):
-            return []
+            return None
         self._ttags.pop(cmd.ttag, None)
         cmd.ttag = -1
         if cmd.ddgst_bad:  # the data is unusable; the host may retry (no DNR)
             self.complete(cmd.cid, _status(SC_DATA_XFER_ERROR, dnr=False))
-            return []
-        return [CommandReceived(cmd.cid, cmd.sqe, cmd.buf, 0)]
+            return None
+        return CommandReceived(cmd.cid, cmd.sqe, cmd.buf, 0)
 
     def _on_terminated(self, reason: str) -> None:
         self._cmds.clear()

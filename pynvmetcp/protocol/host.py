@@ -179,22 +179,22 @@ class HostQueue(_QueueEngine):
         raise RuntimeError("no free command identifier")  # unreachable with queue_size ≤ 65535
 
     # ---- received PDUs ----
-    def _handle(self, pdu) -> list:
+    def _handle(self, pdu):
         t = pdu.pdu_type
         if self.state is _AWAIT_IC and t != _T_TERM:
             if t != _T_ICRESP:
                 raise ProtocolError(f"{pdu.name} before ICResp", Fes.PDU_SEQUENCE_ERROR, 0,
                                     pdu.raw_header)
-            return [self._icresp(pdu)]
+            return self._icresp(pdu)
         if t == _T_RESP:
             return self._response(pdu)
         if t == _T_C2H:
             return self._c2h_data(pdu)
         if t == _T_TERM:
-            return [self._peer_terminated(pdu)]
+            return self._peer_terminated(pdu)
         if t == _T_R2T:
             self._r2t(pdu)
-            return []
+            return None
         raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR,
                             0, pdu.raw_header)
 
@@ -226,7 +226,7 @@ class HostQueue(_QueueEngine):
                                 Fes.INVALID_HEADER_FIELD, fei, pdu.raw_header)
         return cmd
 
-    def _response(self, pdu) -> list:
+    def _response(self, pdu) -> Completion:
         cmd = self._lookup(pdu.cid, pdu, 20)
         del self._cmds[pdu.cid]
         if not self.sqflow_disabled:
@@ -237,8 +237,8 @@ class HostQueue(_QueueEngine):
         elif status == 0 and cmd.read is not None and cmd.received != len(cmd.read):
             status = STATUS_TRANSPORT_ERROR  # a short read is a failure (pitfall 13)
         data = cmd.read if cmd.read is not None else None
-        return [Completion(pdu.cid, status, pdu.dw0, pdu.dw1, pdu.sqhd, pdu.sqid, data,
-                           cmd.context)]
+        return Completion(pdu.cid, status, pdu.dw0, pdu.dw1, pdu.sqhd, pdu.sqid, data,
+                           cmd.context)
 
     def _sink(self, pdu):
         """Framer data sink: C2HData payloads go straight into the command's read buffer."""
@@ -253,7 +253,7 @@ class HostQueue(_QueueEngine):
         cmd.sink_offset = end  # the framer may deliver the next PDU's header before we see this one
         return cmd.read[pdu.datao:end]
 
-    def _c2h_data(self, pdu) -> list:
+    def _c2h_data(self, pdu) -> Completion | None:
         cmd = self._lookup(pdu.cccid, pdu, 8)
         hdr = pdu.raw_header
         if cmd.read is None:
@@ -277,9 +277,9 @@ class HostQueue(_QueueEngine):
             del self._cmds[cmd.cid]
             if not self.sqflow_disabled:
                 self.sqhd = (self.sqhd + 1) % self.queue_size
-            return [Completion(cmd.cid, cmd.status_override, 0, 0, self.sqhd, self.qid,
-                               cmd.read, cmd.context)]
-        return []
+            return Completion(cmd.cid, cmd.status_override, 0, 0, self.sqhd, self.qid,
+                               cmd.read, cmd.context)
+        return None
 
     def _r2t(self, pdu) -> None:
         cmd = self._lookup(pdu.cccid, pdu, 8)

@@ -74,9 +74,11 @@ class _QueueEngine:
             if self.state is _TERMINATED:
                 break
             try:
-                events.extend(self._handle(pdu))
+                event = self._handle(pdu)
             except ProtocolError as exc:
-                events.append(self._fatal(exc))
+                event = self._fatal(exc)
+            if event is not None:
+                events.append(event)
         return events
 
     def _fatal(self, exc: ProtocolError) -> ProtocolFailure:
@@ -91,7 +93,8 @@ class _QueueEngine:
         self._on_terminated(f"peer sent TermReq fes={pdu.fes:#x}")
         return PeerTerminated(pdu.fes, pdu.fei, bytes(pdu.data))
 
-    def _handle(self, pdu) -> list:  # pragma: no cover - abstract
+    def _handle(self, pdu):  # pragma: no cover - abstract
+        """The event ``pdu`` causes, or None."""
         raise NotImplementedError
 
     def _on_terminated(self, reason: str) -> None:
