@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, NamedTuple
 
 from ..errors import NvmeStatusError, NvmeTcpError
 from ..spec.fabrics import Cap, CC_SHN_NORMAL, Csts, CSTS_SHST_COMPLETE
@@ -20,8 +20,10 @@ from ..spec.opcodes import Cns, DYNAMIC_CNTLID, FeatureId, LogPageId, Property
 from . import commands as C
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
+    """One command for a queue (``queue`` -1: the next I/O queue, round-robin). A named tuple,
+    not a frozen dataclass, because one is built per I/O and that costs a third as much."""
+
     sqe: bytes
     queue: int = 0
     write: Any = None
