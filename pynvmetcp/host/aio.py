@@ -1,12 +1,17 @@
 """The asyncio host: the same engine and procedures as the blocking host, on an event loop.
 
 Each queue is an ``asyncio.BufferedProtocol`` whose receive buffer is the engine's, so C2HData
-lands in the caller's buffer directly; commands wait on futures keyed by CID; a semaphore keeps at
-most queue_size - 1 commands outstanding. Keep-alive and AER re-arming are tasks on the same loop.
+lands in the caller's buffer directly; commands wait on futures keyed by CID; at most
+queue_size - 1 are outstanding, later ones wait their turn in order. Keep-alive and AER re-arming
+are tasks on the same loop.
+
+Per command there is one future and one timer-free deadline; waiting for a free slot costs
+nothing unless the queue is full (an ``asyncio.Semaphore`` costs two coroutines per command).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 from typing import Callable
@@ -34,7 +39,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._waiters: dict[int, asyncio.Future] = {}
         self._ready: asyncio.Future | None = None
-        self._slots = asyncio.Semaphore(engine.queue_size - 1)
+        self._slot_waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._reserved = 0  # slots promised to woken waiters that have not submitted yet
         self.error: Exception | None = None
         self.on_unsolicited: Callable[[Completion], None] | None = None
         self.unsolicited_cids: set[int] = set()
@@ -81,6 +87,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
                     self.on_unsolicited(ev)
                     continue
                 fut = self._waiters.pop(ev.cid, None)
+                self._deadlines.pop(ev.cid, None)
                 if fut is not None and not fut.done():
                     fut.set_result(ev)
             elif isinstance(ev, ProtocolFailure):
@@ -89,6 +96,21 @@ class AsyncQueue(asyncio.BufferedProtocol):
                 self._fail(TermReqReceived(ev.fes, ev.fei, ev.header))
             elif self._ready is not None and not self._ready.done():
                 self._ready.set_result(ev)
+        self._wake_slot_waiters()
+
+    def _free(self) -> int:
+        return self.engine.queue_size - 1 - self.engine.outstanding - self._reserved
+
+    def _wake_slot_waiters(self) -> None:
+        """Let as many waiting commands go as there are free slots, oldest first; each woken
+        one's slot is reserved until it submits, so a newcomer cannot take it meanwhile."""
+        free = self._free()
+        while self._slot_waiters and free > 0:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._reserved += 1
+                free -= 1
 
     def connection_lost(self, exc) -> None:
         self._fail(ConnectionLost(f"queue {self.engine.qid}: connection lost"
@@ -98,10 +120,11 @@ class AsyncQueue(asyncio.BufferedProtocol):
         if self.error is None:
             self.error = error
         self.engine.fail_all()
-        for fut in list(self._waiters.values()) + [self._ready]:
+        for fut in list(self._waiters.values()) + list(self._slot_waiters) + [self._ready]:
             if fut is not None and not fut.done():
                 fut.set_exception(self.error)
         self._waiters.clear()
+        self._slot_waiters.clear()
         if self.transport is not None:
             self.transport.close()
 
@@ -133,17 +156,32 @@ class AsyncQueue(asyncio.BufferedProtocol):
         return cid, fut
 
     async def execute(self, cmd: P.Command) -> Completion:
-        async with self._slots:
-            cid, fut = self.submit(cmd)
-            loop = asyncio.get_running_loop()
-            self._deadlines[cid] = loop.time() + (cmd.timeout or self.timeout)
-            if self._watchdog is None:
-                self._watchdog = loop.call_later(self._tick, self._expire)
-            try:
-                done = await fut
-            finally:
-                self._deadlines.pop(cid, None)
+        if self._slot_waiters or self._free() <= 0:
+            await self._slot()
+            self._reserved -= 1
+        cid, fut = self.submit(cmd)
+        loop = asyncio.get_running_loop()
+        self._deadlines[cid] = loop.time() + (cmd.timeout or self.timeout)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._tick, self._expire)
+        try:
+            done = await fut
+        except asyncio.CancelledError:
+            self._deadlines.pop(cid, None)  # the completion, when it comes, is dropped
+            raise
         return check(done)
+
+    async def _slot(self) -> None:
+        """Wait until this command may go (behind those already waiting)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._reserved -= 1  # our turn came as we were cancelled: pass it on
+                self._wake_slot_waiters()
+            raise
 
     @property
     def _tick(self) -> float:
@@ -156,6 +194,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
         now = asyncio.get_running_loop().time()
         for cid, deadline in list(self._deadlines.items()):
             fut = self._waiters.get(cid)
+            if deadline <= now:
+                self._deadlines.pop(cid, None)
             if deadline <= now and fut is not None and not fut.done():
                 self._waiters.pop(cid, None)
                 fut.set_exception(CommandTimeout(
@@ -181,13 +221,7 @@ class AsyncController(Association):
     async def _execute(self, cmd):
         if isinstance(cmd, P.OpenQueue):
             return await self._open_queue(cmd)
-        generation = self._generation
-        try:
-            return await self._queue_for(cmd.queue).execute(cmd)
-        except ConnectionLost:
-            if cmd.sqe[0] == 0x7F or self._establishing or not await self._recover(generation):
-                raise
-            return await self._queue_for(cmd.queue).execute(cmd)
+        return await self._io(cmd, None)
 
     async def _open_queue(self, req: P.OpenQueue) -> None:
         p = self.params
@@ -199,7 +233,18 @@ class AsyncController(Association):
         return post(value) if post else value
 
     async def _io(self, command, post):
-        return post(await self._execute(command))
+        """One command, requeued once after a reconnect as the kernel does (not Fabrics
+        commands, not while the association is being built). The I/O path: one coroutine
+        between the caller and the queue, each costs a frame resumed per completion."""
+        generation = self._generation
+        try:
+            done = await self._queue_for(command.queue).execute(command)
+        except ConnectionLost:
+            if (command.sqe[0] == 0x7F or self._establishing
+                    or not await self._recover(generation)):
+                raise
+            done = await self._queue_for(command.queue).execute(command)
+        return post(done) if post else done
 
     async def connect(self) -> "AsyncController":
         try:

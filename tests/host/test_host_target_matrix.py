@@ -125,6 +125,66 @@ def test_asyncio_depths(target, depth):
     asyncio.run(run())
 
 
+def test_asyncio_more_commands_than_the_queue_holds_wait_their_turn(target):
+    """queue_size 4 holds 3 commands: 60 at once all complete, never more than 3 outstanding."""
+    async def run():
+        async with await pynvmetcp.aconnect("127.0.0.1", target.port, NQN,
+                                            queue_size=4) as ctrl:
+            ns = await ctrl.namespace(1)
+            q = ctrl.io[0]
+            peak = 0
+            real_submit = q.engine.submit
+
+            def submit(*a, **kw):
+                nonlocal peak
+                cid = real_submit(*a, **kw)
+                peak = max(peak, q.engine.outstanding)
+                return cid
+            q.engine.submit = submit
+            datas = [os.urandom(512) for _ in range(60)]
+            await asyncio.gather(*(ns.write(90000 + i, d) for i, d in enumerate(datas)))
+            back = await asyncio.gather(*(ns.read(90000 + i, 1) for i in range(60)))
+            assert [bytes(b) for b in back] == datas
+            assert peak == 3
+    asyncio.run(run())
+
+
+def test_asyncio_a_cancelled_waiter_gives_its_turn_away():
+    """Three commands fill the queue (the target is stalled behind a proxy), two more wait; one
+    of those is cancelled. Once the target answers, the other runs, and the queue still takes
+    three at a time (the cancelled one kept no slot)."""
+    from tests.reliability.proxy import FaultProxy
+
+    cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 0)],
+                       subsystems=[SubsystemConfig(NQN, namespaces=[NamespaceConfig("mem:1M")])])
+
+    async def run(port, proxy):
+        async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, queue_size=4,
+                                            kato=0) as ctrl:
+            ns = await ctrl.namespace(1)
+            q = ctrl.io[0]
+            proxy.stall()
+            first = [asyncio.create_task(ns.read(i, 1)) for i in range(3)]
+            waiting = [asyncio.create_task(ns.read(10 + i, 1)) for i in range(2)]
+            await wait_async(lambda: q.engine.outstanding == 3 and len(q._slot_waiters) == 2)
+            waiting[0].cancel()
+            proxy.resume()
+            await asyncio.gather(*first, waiting[1])
+            assert waiting[0].cancelled()
+            assert q._reserved == 0 and not q._slot_waiters
+            await asyncio.gather(*(ns.read(i, 1) for i in range(9)))
+
+    async def wait_async(pred):
+        for _ in range(500):
+            if pred():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("condition not reached")
+
+    with Target.serve(cfg) as t, FaultProxy(("127.0.0.1", t.port)) as proxy:
+        asyncio.run(run(proxy.port, proxy))
+
+
 def test_large_transfers(target):
     with pynvmetcp.connect("127.0.0.1", target.port, NQN, nr_io_queues=2,
                            hdr_digest=True, data_digest=True) as ctrl:
