@@ -15,10 +15,11 @@ second table compares ``Struct.compile()`` with the interpreted struct on the sa
 Last lines: ``RATIO codec_decode_vs_struct=…`` and ``RATIO codec_encode_vs_struct=…`` (geometric
 means over the five hot PDU types; > 1: ours faster), then the construct ratios.
 
-Measured so far (CPython 3.11, 2 vCPUs; benchmarks/results/codec.json): encode 0.54× plain struct
-(0.42-0.70 per type; 0.19× before the enum lookups left the codec), decode 0.23× (0.15× before):
-about 1.5 µs per header PDU, of which ~0.6 µs is building the 15-field PDU record and most of the
-rest the validation the bare loop skips — the 0.5× goal is met for encoding, not for decoding.
+Measured so far (CPython 3.11, 2 vCPUs; benchmarks/results/codec.json): encode 0.53× plain struct
+(0.41-0.70 per type; 0.19× before the enum lookups left the codec), decode 0.30× (0.23× before
+the frequent headers were checked by value, 0.15× before that): what remains per PDU is mostly
+building the 15-field PDU record and the framer's state machine — the 0.5× goal is met for
+encoding, not for decoding.
 The framer is still ~14× faster than construct's Pdu.parse; compiling construct gives 2-6×.
 """
 from __future__ import annotations
