@@ -179,14 +179,21 @@ class SettingUpKernelIO(HangingKernelIO):
         return super().disconnect_cluster(subsysnqn, hostnqn)
 
 
-def test_a_controller_still_being_set_up_at_retirement_is_deleted_once_it_can_be(fakehost,
-                                                                                svc_factory):
+def _retired_while_a_connect_is_under_way(fakehost, svc_factory):
+    """vol1.conf written, then removed while the kernel's first connect still hangs; returns
+    once the retirement has had a deletion refused."""
     svc, net, kio = svc_factory(kio=SettingUpKernelIO())
     svc.start()
     write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
     eventually(kio.hanging.is_set, what="the kernel connect that hangs")
     os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
     eventually(lambda: kio.refused, what="a deletion refused while the connect is under way")
+    return svc, kio
+
+
+def test_a_controller_still_being_set_up_at_retirement_is_deleted_once_it_can_be(fakehost,
+                                                                                svc_factory):
+    svc, kio = _retired_while_a_connect_is_under_way(fakehost, svc_factory)
     kio.release.set()  # the connect finishes: the controller exists, and may be deleted now
     eventually(lambda: not kio.controllers(SUBSYSNQN, fakehost.hostnqn),
                what="the leftover controller deleted by the retry")
@@ -194,12 +201,7 @@ def test_a_controller_still_being_set_up_at_retirement_is_deleted_once_it_can_be
 
 
 def test_leftover_controllers_of_a_cluster_wanted_again_are_kept(fakehost, svc_factory):
-    svc, net, kio = svc_factory(kio=SettingUpKernelIO())
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
-    os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
-    eventually(lambda: kio.refused, what="a deletion refused while the connect is under way")
+    svc, kio = _retired_while_a_connect_is_under_way(fakehost, svc_factory)
     write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
     eventually(lambda: (SUBSYSNQN, fakehost.hostnqn) in svc.clusters, what="served again")
     kio.release.set()
