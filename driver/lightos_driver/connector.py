@@ -9,7 +9,8 @@ could use either. Differences on purpose (each covered by a test):
 * The device wait honours ``device_scan_attempts`` (backoff, bounded by ``device_wait_timeout``),
   and the host-wide lock is not held through it (``AttachMarker`` keeps cleanup safe).
 * A found device is checked against sysfs: never a stale by-id link, never a hidden path device.
-* A failed connect removes what it created (the entry file) and nothing it did not create.
+* A failed connect removes what it created (the entry file) and nothing it did not create;
+  while another attach of the same volume still waits on that file, the removal passes to it.
 * Detach looks once: a device that is already gone is not waited for.
 * Extend of a missing device raises DeviceNotFound instead of crashing on ``None``.
 
@@ -208,14 +209,16 @@ class LightOSConnector:
 
     def _end_wait(self, uuid: str, marker: AttachMarker, device: str | None,
                   created: bool) -> str | None:
-        """Back under the host-wide lock: one last look for the device, and when it is not
-        there, the entry file this attach created is removed, unless another attach of the
-        same volume is still waiting on it."""
+        """Back under the host-wide lock: one last look for the device. When it is not there,
+        the entry file this attach created (or was handed by one that gave up) is removed,
+        unless another attach of the same volume still waits on it: then it is theirs."""
         marker.release()
         with volume_lock(self.paths.lock_file):
             device = device or devices.find_device(self.paths, uuid)
-            others = marker.others_waiting()
-            if not device and created and not others:
+            mine = created or marker.handed_over()
+            if marker.others_waiting():
+                marker.hand_over(mine and not device)
+            elif mine and not device:
                 self._undo_entry_file(uuid)
         return device
 
@@ -271,7 +274,7 @@ class LightOSConnector:
         """The device's current size in bytes (the kernel learnt it from the AEN)."""
         uuid = devices.check_volume_id(connection_properties["uuid"])
         with volume_lock(self.paths.lock_file):
-            device = self.wait_for_device(uuid)
+            device = devices.find_device(self.paths, uuid)  # attached: there now or not at all
             if not device:
                 raise DeviceNotFound(uuid, "cannot extend a volume that is not attached")
             size = devices.device_size(self.paths, device)

@@ -156,12 +156,19 @@ class AsyncQueue(asyncio.BufferedProtocol):
         return cid, fut
 
     async def execute(self, cmd: P.Command) -> Completion:
-        if self._slot_waiters or self._free() <= 0:
-            await self._slot()
-            self._reserved -= 1
-        cid, fut = self.submit(cmd)
         loop = asyncio.get_running_loop()
-        self._deadlines[cid] = loop.time() + (cmd.timeout or self.timeout)
+        timeout = cmd.timeout or self.timeout
+        if self._slot_waiters or self._free() <= 0:
+            await self._slot(timeout)
+            self._reserved -= 1
+            try:
+                cid, fut = self.submit(cmd)
+            except BaseException:
+                self._wake_slot_waiters()  # the slot this command was given is free again
+                raise
+        else:
+            cid, fut = self.submit(cmd)
+        self._deadlines[cid] = loop.time() + timeout
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._tick, self._expire)
         try:
@@ -171,17 +178,25 @@ class AsyncQueue(asyncio.BufferedProtocol):
             raise
         return check(done)
 
-    async def _slot(self) -> None:
-        """Wait until this command may go (behind those already waiting)."""
-        waiter = asyncio.get_running_loop().create_future()
+    async def _slot(self, timeout: float) -> None:
+        """Wait until this command may go (behind those already waiting), for at most the
+        command's timeout: commands that timed out keep their slots until their completions
+        come, and a controller that never sends them must not hold later commands forever."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._slot_waiters.append(waiter)
+        timer = loop.call_later(timeout, _expire_waiter, waiter, CommandTimeout(
+            f"queue {self.engine.qid}: no free slot in {timeout:g} s (earlier commands are "
+            f"still outstanding)"))
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._reserved -= 1  # our turn came as we were cancelled: pass it on
                 self._wake_slot_waiters()
             raise
+        finally:
+            timer.cancel()
 
     @property
     def _tick(self) -> float:
@@ -206,6 +221,11 @@ class AsyncQueue(asyncio.BufferedProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire_waiter(waiter: asyncio.Future, error: Exception) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)
 
 
 class AsyncController(Association):

@@ -100,10 +100,11 @@ class Association(ControllerApi):
     def enable_async_events(self, mask: int):
         """Set Features Asynchronous Event Configuration to ``mask`` (bits: spec.identify's
         NOTICE_AEC_BIT); a reconnect restores it. Returns CQE DW0 (awaitable on asyncio)."""
-        def enabled(done):
-            self._aec = mask
-            return done.dw0
-        return self._io(Command(C.set_features(FeatureId.ASYNC_EVENT, mask)), enabled)
+        previous, self._aec = self._aec, mask
+
+        def undo() -> None:
+            self._aec = previous
+        return self._run(self._configure_events(undo))
 
     def watch_events(self, notices: Iterable[AsyncEventNotice],
                      on_event: Callable[[AsyncEvent], None]):
@@ -118,22 +119,43 @@ class Association(ControllerApi):
         wanted = frozenset(AsyncEventNotice(n) for n in notices)
         if not wanted:
             raise ValueError("name at least one notice to watch")
-        mask = self._aec
+        bits = 0
         for notice in wanted:
             if notice not in NOTICE_AEC_BIT:
                 raise ValueError(f"{notice.name} is not a notice the host can enable")
-            mask |= NOTICE_AEC_BIT[notice]
+            bits |= NOTICE_AEC_BIT[notice]
+        added = bits & ~self._aec
+        self._aec |= bits  # at once, so a concurrent call sends it too
+
+        def undo() -> None:
+            self._aec &= ~added
 
         def handler(event: AsyncEvent) -> None:
             if event.aet == AsyncEventType.NOTICE and event.aei in wanted:
                 on_event(event)
 
-        def subscribed(done) -> None:
-            self._aec = mask
+        def subscribed() -> None:
             self.event_handlers.append(handler)
             if not self._aer_wanted:
                 self.arm_async_events(1)
-        return self._io(Command(C.set_features(FeatureId.ASYNC_EVENT, mask)), subscribed)
+        return self._run(self._configure_events(undo, subscribed))
+
+    def _configure_events(self, undo: Callable[[], None],
+                          then: Callable[[], None] | None = None) -> P.Procedure:
+        """Send the event configuration asked for (``_aec``) until the last one sent is the
+        one asked for now: a concurrent caller may have changed it while ours was on the
+        wire, and the controller keeps whichever came last. Refused: ``undo``, then raise."""
+        sent = None
+        try:
+            while sent != self._aec:
+                sent = self._aec
+                done = yield Command(C.set_features(FeatureId.ASYNC_EVENT, sent))
+        except NvmeStatusError:
+            undo()
+            raise
+        if then:
+            then()
+        return done.dw0
 
     def arm_async_events(self, count: int = 1) -> None:  # pragma: no cover - per host
         raise NotImplementedError

@@ -14,23 +14,21 @@ from dataclasses import dataclass
 
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
-from ..spec.opcodes import SglId
 from ..spec.pdu import DigestFlags, Fes, PduFlags, PduType
 from ..spec.status import (SC_CID_CONFLICT, SC_DATA_XFER_ERROR, SC_SGL_INVALID_DATA,
                            SC_SGL_INVALID_OFFSET, SC_SGL_INVALID_TYPE, SCT_GENERIC)
 from ..wire import codec
 from .events import CommandReceived, IcComplete
-from .queue import QueueState, _QueueEngine
+from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueState,
+                    _QueueEngine)
 
 _SGL = struct.Struct("<QI3xB")
 ADMIN_ICD_SIZE = 8192
 LINUX_MAXH2CDATA = 0x400000
-# Read per PDU, so as plain ints and module globals: an enum member read costs ~0.1 µs.
+# The PDU types received, told apart per PDU by plain ints (an enum member read is ~0.1 µs).
 _T_TERM, _T_ICREQ, _T_CMD, _T_H2C = (int(PduType.H2CTermReq), int(PduType.ICReq),
                                      int(PduType.CapsuleCmd), int(PduType.H2CData))
-_F_LAST = int(PduFlags.LAST_PDU)
-_SGL_IN_CAPSULE, _SGL_TRANSPORT = int(SglId.DATA_BLOCK_OFFSET), int(SglId.TRANSPORT_DATA_BLOCK)
-_AWAIT_IC, _LIVE = QueueState.AWAIT_IC, QueueState.LIVE
+_F_LAST = PduFlags.LAST_PDU
 
 
 def _status(sc: int, dnr: bool = True, sct: int = SCT_GENERIC) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 from ..errors import ProtocolError
+from ..spec.opcodes import SglId
 from ..wire import codec
 from ..wire.framer import Framer
 from .events import PeerTerminated, ProtocolFailure
@@ -23,7 +24,10 @@ class QueueState(enum.Enum):
     TERMINATED = "terminated"  # TermReq sent or received; only closing remains
 
 
-_TERMINATED = QueueState.TERMINATED  # read per PDU: a module global is cheaper than the member
+# Read per PDU or per command by both engines, so as module globals and plain ints: reading an
+# enum member costs ~0.1 µs.
+_AWAIT_IC, _LIVE, _TERMINATED = QueueState.AWAIT_IC, QueueState.LIVE, QueueState.TERMINATED
+_SGL_IN_CAPSULE, _SGL_TRANSPORT = int(SglId.DATA_BLOCK_OFFSET), int(SglId.TRANSPORT_DATA_BLOCK)
 
 
 class _QueueEngine:

@@ -298,8 +298,9 @@ class Framer:
     def _plain_header(self, out: list[PduBase], avail: int, rd: int, t: int, flags: int,
                       hlen: int, pdo: int, plen: int) -> bool | None:
         """The frequent PDUs of a link without digests or padding, checked by value: each
-        field equal to the one value the full checks in ``_header`` allow, in a fraction of
-        their time. None: not such a PDU, the full checks decide (and name the wrong field)."""
+        field equal to a value the full checks in ``_header`` allow (the usual one: PDO
+        right after the header), in a fraction of their time. None: not such a PDU, the full
+        checks decide (and name the wrong field)."""
         xfer, xfer_record, xfer_flags = self._xfer
         if t == xfer:  # C2HData to a host, H2CData to a controller
             if (hlen != 24 or pdo != 24 or flags not in xfer_flags

@@ -237,9 +237,10 @@ def test_a_waiting_attach_does_not_hold_up_another_volume(fakehost):
     assert slow_out["info"]["path"].endswith("/nvme0n1")
 
 
-def test_failed_attach_keeps_the_entry_file_another_attach_still_waits_on(fakehost):
-    """Two attaches of one volume (multiattach): the first creates the entry file and gives up;
-    the second, still waiting, must find the file in place."""
+def first_of_two_attaches_fails(fakehost):
+    """Two attaches of one volume (multiattach): the first creates the entry file, the second
+    waits on it, the first gives up (its last look finds nothing). Returns the entry file and
+    the second attach (its thread, its result, and its parked wait, to be released)."""
     conf = fakehost.paths.discovery_dir / f"{VOLUME_UUID}.conf"
     first_parked, second_parked = Parked(), Parked()
     first, first_out = attach_in_thread(make(fakehost, attempts=2, sleep=first_parked),
@@ -248,16 +249,47 @@ def test_failed_attach_keeps_the_entry_file_another_attach_still_waits_on(fakeho
     second, second_out = attach_in_thread(make(fakehost, attempts=2, sleep=second_parked),
                                           connection_props())
     assert second_parked.waiting.wait(5)
-    first_parked.go.set()  # the first attach's last look finds nothing: it fails
+    first_parked.go.set()
     first.join(10)
     assert isinstance(first_out["error"], DeviceNotFound)
     assert conf.exists()  # the second attach still waits on it
+    return conf, second, second_out, second_parked
+
+
+def test_failed_attach_keeps_the_entry_file_another_attach_still_waits_on(fakehost):
+    """Two attaches of one volume (multiattach): the first creates the entry file and gives up;
+    the second, still waiting, must find the file in place."""
+    conf, second, second_out, second_parked = first_of_two_attaches_fails(fakehost)
     second_parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
     second_parked.go.set()
     second.join(10)
     assert second_out["info"]["path"].endswith("/nvme0n1")
     assert conf.exists()
     assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()  # nobody waits any more
+
+
+def test_when_every_attach_of_a_volume_fails_the_entry_file_goes(fakehost):
+    """The first attach created the entry file and gave up while a second waited on it; the
+    removal passed to the second, which fails too and removes it."""
+    conf, second, second_out, second_parked = first_of_two_attaches_fails(fakehost)
+    second_parked.go.set()
+    second.join(10)
+    assert isinstance(second_out["error"], DeviceNotFound)
+    assert not conf.exists()
+    assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()
+
+
+def test_without_a_marker_file_attaches_of_this_process_still_see_each_other(fakehost):
+    """The state dir cannot take the marker (here ``attaching`` is a file): the attaches of
+    this process are counted in memory, so a failing one still keeps the file the other
+    waits on."""
+    fakehost.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    (fakehost.paths.state_dir / "attaching").write_text("not a directory")
+    conf, second, second_out, second_parked = first_of_two_attaches_fails(fakehost)
+    second_parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
+    second_parked.go.set()
+    second.join(10)
+    assert second_out["info"]["path"].endswith("/nvme0n1") and conf.exists()
 
 
 def test_failed_attach_alone_removes_its_entry_file_and_marker(fakehost):

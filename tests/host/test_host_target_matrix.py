@@ -185,6 +185,36 @@ def test_asyncio_a_cancelled_waiter_gives_its_turn_away():
         asyncio.run(run(proxy.port, proxy))
 
 
+def test_asyncio_a_command_waiting_for_a_slot_times_out_too():
+    """Commands that time out keep their slots until their completions come (the engine still
+    expects them); a command waiting behind them fails after its own timeout, not never."""
+    from pynvmetcp.errors import CommandTimeout
+    from tests.reliability.proxy import FaultProxy
+
+    cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 0)],
+                       subsystems=[SubsystemConfig(NQN, namespaces=[NamespaceConfig("mem:1M")])])
+
+    async def run(port, proxy):
+        async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, queue_size=4, kato=0,
+                                            ctrl_loss_tmo=0) as ctrl:
+            await ctrl.namespace(1)
+            q = ctrl.io[0]
+            proxy.stall()
+            lost = [asyncio.create_task(q.execute(Command(C.read(1, i, 1), read_len=512,
+                                                          timeout=0.2))) for i in range(3)]
+            for task in lost:
+                with pytest.raises(CommandTimeout):
+                    await task
+            assert q.engine.outstanding == 3  # timed out, still the controller's
+            with pytest.raises(CommandTimeout, match="no free slot"):
+                await q.execute(Command(C.read(1, 9, 1), read_len=512, timeout=0.3))
+            assert not q._reserved
+            proxy.resume()
+
+    with Target.serve(cfg) as t, FaultProxy(("127.0.0.1", t.port)) as proxy:
+        asyncio.run(run(proxy.port, proxy))
+
+
 def test_large_transfers(target):
     with pynvmetcp.connect("127.0.0.1", target.port, NQN, nr_io_queues=2,
                            hdr_digest=True, data_digest=True) as ctrl:

@@ -105,6 +105,33 @@ def test_watch_events_refuses_what_cannot_be_enabled():
             assert c.get_features(FeatureId.ASYNC_EVENT) == 0  # nothing was sent
 
 
+def test_watch_events_refused_leaves_the_configuration_as_it_was():
+    """A discovery controller supports only the log-change notice: asking for namespace
+    notices is refused, and the refused bit is not sent again by a later subscription."""
+    from pynvmetcp.errors import NvmeStatusError
+    from pynvmetcp.spec.identify import OAES_DISC_LOG_CHANGE
+    from pynvmetcp.spec.opcodes import DISCOVERY_NQN
+
+    with running() as t:
+        with pynvmetcp.connect("127.0.0.1", t.port, DISCOVERY_NQN, nr_io_queues=0) as c:
+            with pytest.raises(NvmeStatusError):
+                c.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], print)
+            assert not c.event_handlers
+            c.watch_events([AsyncEventNotice.DISCOVERY_LOG_CHANGE], print)
+            assert c.get_features(FeatureId.ASYNC_EVENT) == OAES_DISC_LOG_CHANGE
+
+
+def test_asyncio_concurrent_subscriptions_both_stay_enabled():
+    async def main(port):
+        async with await pynvmetcp.aconnect("127.0.0.1", port, NQN) as c:
+            await asyncio.gather(c.watch_events([AsyncEventNotice.NS_ATTR_CHANGED], print),
+                                 c.watch_events([AsyncEventNotice.ANA_CHANGE], print))
+            assert await c.get_features(FeatureId.ASYNC_EVENT) == OAES_NS_ATTR | OAES_ANA_CHANGE
+
+    with running() as t:
+        asyncio.run(main(t.port))
+
+
 def test_asyncio_watch_events():
     async def main(port, t):
         async with await pynvmetcp.aconnect("127.0.0.1", port, NQN) as c:

@@ -249,6 +249,8 @@ class ClusterClient:
             t = IoTarget(r.traddr, r.trsvcid, r.subnqn, self.hostnqn, self.hostid,
                          self.ctrl_loss_tmo)
             current[t.key] = self.kernel_io.ensure(t)
+        if self._stop.is_set():
+            return  # retired meanwhile: the service has set its picture (and metric) to none
         self.status.io_controllers = current
         self.metrics.io_controllers.labels(self.subsysnqn, self.hostnqn).set(
             sum(1 for v in self.status.io_controllers.values() if v))

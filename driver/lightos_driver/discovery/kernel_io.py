@@ -119,15 +119,21 @@ class PynvmetcpKernelIO:
         from pynvmetcp import kernel
 
         names = []
-        for name in self.controllers(subsysnqn, hostnqn):
+        try:
+            found = self.controllers(subsysnqn, hostnqn)
+        except Exception as exc:  # noqa: BLE001 - reported; the caller retries what is left
+            log.warning("listing the controllers of %s failed: %s", subsysnqn, exc)
+            return names
+        for name in found:
             try:
                 kernel.disconnect(name, sysfs=self.sysfs)
             except Exception as exc:  # noqa: BLE001 - reported; the caller retries what is left
                 log.warning("disconnecting %s (%s) failed: %s", name, subsysnqn, exc)
             else:
                 names.append(name)
-        log.info("disconnected %s (%s): no entry file needs it any more", subsysnqn,
-                 ", ".join(names) or "nothing connected")
+        if names:
+            log.info("disconnected %s (%s): no entry file needs it any more", subsysnqn,
+                     ", ".join(names))
         return names
 
     def hostid_for(self, hostnqn: str) -> str | None:

@@ -77,8 +77,8 @@ class DiscoveryService:
         self.user_entries: list[Entry] = []
         self._last_good: dict[str, list[Entry]] = {}  # entry file name → its last good entries
         # (subsysnqn, hostnqn) whose controllers a retirement could not all delete yet → the
-        # retired cluster and its client (whose applier may still be inside a kernel connect)
-        self._leftovers: dict[tuple[str, str], tuple[Cluster, ClusterClient | None]] = {}
+        # retired cluster and the retired clients (whose appliers may be inside kernel connects)
+        self._leftovers: dict[tuple[str, str], tuple[Cluster, list[ClusterClient]]] = {}
         self._janitor: threading.Thread | None = None
         self._lock = threading.RLock()
         self._stopped = threading.Event()
@@ -237,9 +237,19 @@ class DiscoveryService:
         yet, and what a kernel connect still under way in the retired client may yet create,
         is left to the janitor, for as long as ``owner`` is not served again."""
         names = self.kernel_io.disconnect_cluster(subsysnqn, hostnqn)
-        if self.kernel_io.controllers(subsysnqn, hostnqn) or (client and client.applying):
-            self._leftovers[(subsysnqn, hostnqn)] = (owner, client)
+        if self._remaining(subsysnqn, hostnqn) or (client and client.applying):
+            _, clients = self._leftovers.get((subsysnqn, hostnqn), (owner, []))
+            self._leftovers[(subsysnqn, hostnqn)] = (owner, clients + ([client] if client else []))
         return names
+
+    def _remaining(self, subsysnqn: str, hostnqn: str) -> bool:
+        """Whether the kernel still has controllers of the subsystem for this host (True when
+        sysfs cannot say: the janitor looks again)."""
+        try:
+            return bool(self.kernel_io.controllers(subsysnqn, hostnqn))
+        except Exception as exc:  # noqa: BLE001 - reported; the next pass asks again
+            log.warning("listing the controllers of %s failed: %s", subsysnqn, exc)
+            return True
 
     def _sweep_loop(self) -> None:
         while not self._stopped.wait(self.config.reconnect_interval):
@@ -250,13 +260,14 @@ class DiscoveryService:
 
     def _sweep(self) -> None:
         with self._lock:
-            for key, (owner, client) in list(self._leftovers.items()):
-                if owner in self.clusters:  # an entry file names the cluster again
-                    del self._leftovers[key]
+            for key, (owner, clients) in list(self._leftovers.items()):
+                applying = any(c.applying for c in clients)  # read before the deletion
+                if owner in self.clusters:  # an entry file names the cluster again: keep
+                    if not applying:  # (what a retired client still connects is for it too)
+                        del self._leftovers[key]
                     continue
-                applying = client is not None and client.applying  # read before the deletion
                 names = self.kernel_io.disconnect_cluster(*key)
-                if not applying and not self.kernel_io.controllers(*key):
+                if not applying and not self._remaining(*key):
                     del self._leftovers[key]
                     log.info("subsystem %s: the controllers left by its retirement are gone "
                              "(%s)", key[0], ", ".join(names) or "they went by themselves")
