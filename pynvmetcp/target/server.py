@@ -31,6 +31,9 @@ from .status import status
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
+# Loop turns from an accept to the protocol's connection_made: the accept task's first step in
+# the next turn makes the transport, which calls connection_made in the turn after (FIFO order).
+_ACCEPT_TURNS = 3
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -242,11 +245,22 @@ class TargetServer:
     async def unlisten(self, portid: int) -> None:
         """Stop accepting on a port and close every connection made through it.
 
-        The connections go before the wait: from Python 3.12 on, ``wait_closed`` waits for the
-        listener's connections to end, and a host's live queue would never end by itself."""
+        Accepting stops first, and connections the loop has already accepted are let become
+        transports before the listener closes: asyncio (3.11) makes the transport of an
+        accepted socket in a task two loop turns later, and if the listener has closed by then
+        it drops the error *and the socket*, leaving the host's connection open with nobody
+        reading it — a host hung until its timeout (seen with ports removed and re-added
+        under load). The connections then go before the wait: from Python 3.12 on,
+        ``wait_closed`` waits for the listener's connections to end, and a host's live queue
+        would never end by itself."""
         server = self.listeners.pop(portid, None)
         if server is None:
             return
+        loop = asyncio.get_running_loop()
+        for sock in server.sockets:
+            loop.remove_reader(sock.fileno())
+        for _ in range(_ACCEPT_TURNS):
+            await asyncio.sleep(0)
         server.close()
         for conn in list(self.connections):
             if conn.port.portid == portid:

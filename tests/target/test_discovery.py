@@ -1,6 +1,7 @@
 """The discovery subsystem: log content per host, GENCTR, partial reads, the log-change AEN."""
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -177,6 +178,36 @@ def test_event_waits_for_an_aer(target):
     q.ok(C.set_features(FeatureId.ASYNC_EVENT, 1 << 31))
     target.add_subsystem(NQN2)
     assert q.ok(C.async_event_request()).dw0 == DISC_CHANGE_DW0
+
+
+def test_a_connection_accepted_as_its_port_is_removed_is_closed_not_left_hanging(target):
+    """The port goes between the loop's accept of a connection and the making of its
+    transport (two loop turns later): asyncio would then drop the accepted socket without
+    closing it, and the host would wait on an open connection that nobody reads. The race is
+    made exactly: the connection is queued, the accept runs in the next turn, and the port is
+    removed in the turn after, before the transport exists."""
+    port = target.add_port("127.0.0.1", 0)
+    client = socket.socket()
+    client.settimeout(5)
+
+    async def connect_then_remove() -> None:
+        client.connect(("127.0.0.1", port.trsvcid))  # queued in the listener's backlog
+        await asyncio.sleep(0)  # the loop accepts it after this turn's callbacks
+        await asyncio.sleep(0)  # the accept's task is scheduled; its transport is not made
+        await target.server.unlisten(port.portid)
+        target.registry.remove_port(port.portid)
+
+    target.call(connect_then_remove)
+    client.sendall(codec.ic_req())
+    try:
+        got = client.recv(1)
+    except ConnectionResetError:
+        got = b""
+    except socket.timeout:
+        pytest.fail("the connection was left open with nobody reading it")
+    finally:
+        client.close()
+    assert got == b""
 
 
 def test_ports_added_and_removed_at_runtime(target):
