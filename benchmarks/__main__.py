@@ -83,6 +83,10 @@ GOALS = [
     ("asyncio_vs_blocking_qd32", ">=", 0.9, "asyncio host vs blocking host at QD32"),
     ("scale_iops_64_vs_1", ">=", 0.9, "aggregate IOPS with 64 hosts vs 1 (flat, not falling)"),
     ("ioctl_cffi_vs_fcntl", "info", 0.0, "cffi passthrough call vs fcntl.ioctl"),
+    ("instructions_per_read_k", "info", 0.0,
+     "host engine, thousands of instructions per 4 KiB read at QD32 (callgrind: no noise)"),
+    ("instructions_engine_vs_struct", "info", 0.0,
+     "instructions of the bare struct loop / of the host engine, same bytes"),
 ]
 
 

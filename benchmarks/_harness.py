@@ -161,8 +161,10 @@ def _rate(row: Comparison, ns: float) -> str:
 class Report:
     """Collects comparisons and ratios for one benchmark script, then prints and saves them."""
 
-    def __init__(self, name: str, question: str, args: argparse.Namespace) -> None:
+    def __init__(self, name: str, question: str, args: argparse.Namespace,
+                 method: str | None = None) -> None:
         self.name = name
+        self.method = method
         self.question = question
         self.args = args
         self.rows: list[Comparison] = []
@@ -181,6 +183,8 @@ class Report:
 
     # ---- output ----
     def _table(self) -> None:
+        if not self.rows:  # a benchmark that counts rather than times has only notes
+            return
         head = ["benchmark", "candidate", "median", "spread", "baseline", "median", "spread",
                 "ratio"]
 
@@ -271,7 +275,9 @@ class Report:
     def finish(self) -> int:
         """Print the table and notes, save JSON (and PNG); the RATIO lines come last."""
         print(f"question: {self.question}")
-        print(f"method: {self.args.rounds} interleaved rounds, median per operation"
+        method = self.method or (f"{self.args.rounds} interleaved rounds, median per "
+                                 f"operation")
+        print(f"method: {method}"
               f"{' (QUICK: smoke run, numbers not meaningful)' if self.args.quick else ''}")
         self._table()
         for n in self.notes:

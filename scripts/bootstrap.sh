@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static nvme-cli tcpdump tshark
-              libvirt-dev pkg-config iproute2 kmod gcc python3-dev linux-libc-dev)
+              libvirt-dev pkg-config iproute2 kmod gcc python3-dev linux-libc-dev valgrind)
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-test}
 
