@@ -142,8 +142,12 @@ class RawClient:
         self.sock.close()
 
 
-def fill_namespace(ctrl, nsid: int = 1, chunk: int = 128 * 1024, depth: int = 8) -> None:
-    """Write every block of the namespace once before anything is timed.
+#: 128 KiB of data for the benchmarks' writes.
+PATTERN = bytes(range(256)) * 512
+
+
+def fill_namespace(ns) -> None:
+    """Write every block of namespace ``ns`` once (128 KiB, 8 deep) before anything is timed.
 
     A memory namespace is an anonymous mapping whose pages appear on first touch: an untouched
     page costs the target a page fault per 4 KiB (tens of µs per 128 KiB), which the raw
@@ -152,11 +156,9 @@ def fill_namespace(ctrl, nsid: int = 1, chunk: int = 128 * 1024, depth: int = 8)
     from pynvmetcp.host import commands as C
     from pynvmetcp.host.procedures import Command
 
-    ns = ctrl.namespace(nsid)
-    blocks = chunk // ns.block_size
-    data = bytes(range(256)) * (chunk // 256)
-    keep_deep(ctrl.io[0], lambda i: Command(C.write(nsid, i * blocks, blocks), write=data),
-              ns.nblocks // blocks, depth)
+    blocks = len(PATTERN) // ns.block_size
+    keep_deep(ns.ctrl.io[0], lambda i: Command(C.write(ns.nsid, i * blocks, blocks),
+                                               write=PATTERN), ns.nblocks // blocks, 8)
 
 
 def keep_deep(q, make, count: int, depth: int) -> None:

@@ -39,8 +39,9 @@ DEPTH = 32
 # The program each side runs under callgrind: argv = side, rounds to run, rounds to prepare (the
 # same in both runs of a side, so preparing them cancels out too).
 PROGRAM = r'''
-import struct, sys
+import sys
 sys.path.insert(0, ROOT)
+from benchmarks.codec import CH, HDR_CMD, RESP_PSH, XFER_PSH
 from pynvmetcp.host import commands as C
 from pynvmetcp.protocol import ControllerQueue, HostQueue
 from pynvmetcp.wire import codec
@@ -53,7 +54,7 @@ payload = bytes(4096)
 
 
 def wire(q):
-    return b"".join(bytes(b) for b in q.data_to_send())
+    return codec.encode(q.data_to_send())
 
 
 host = HostQueue(1, queue_size=129, icd_size=8192)
@@ -70,7 +71,7 @@ for r in range(prepared):
         cid = (start + r * D + i) & 0xFFFF
         parts += codec.c2h_data(cid, 0, payload, last=True)
         parts += codec.capsule_resp(cid, 0, sqid=1)
-    streams.append(b"".join(bytes(p) for p in parts))
+    streams.append(codec.encode(parts))
 
 
 def engine(stream):
@@ -88,25 +89,19 @@ def engine(stream):
     assert done == D
 
 
-CMD = struct.Struct("<BBBBI64s")
-CH = struct.Struct("<BBBBI")
-RESP = struct.Struct("<IIHHHH")
-XFER = struct.Struct("<HHII")
-
-
 def bare(stream):
     for i in range(D):
-        CMD.pack(4, 0, 72, 0, 72, sqes[i])
+        HDR_CMD.pack(4, 0, 72, 0, 72, sqes[i])
     mv = memoryview(stream)
     off, i = 0, 0
     while off < len(mv):
         t, flags, hlen, pdo, plen = CH.unpack_from(mv, off)
         if t == 7:
-            XFER.unpack_from(mv, off + 8)
+            XFER_PSH.unpack_from(mv, off + 8)
             bufs[i][:] = mv[off + pdo:off + plen]
             i += 1
         else:
-            RESP.unpack_from(mv, off + 8)
+            RESP_PSH.unpack_from(mv, off + 8)
         off += plen
 
 

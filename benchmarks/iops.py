@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = RawClient(rport)
         with pynvmetcp.connect("127.0.0.1", tport, NQN, nr_io_queues=1, kato=0,
                                queue_size=129, ctrl_loss_tmo=0) as ctrl:
-            fill_namespace(ctrl)
             ns = ctrl.namespace(1)
+            fill_namespace(ns)
             blocks = 4096 // ns.block_size
             span = ns.nblocks // blocks
             buf = bytearray(4096)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pynvmetcp  # noqa: E402
 from benchmarks._harness import Report, compare, parse_args  # noqa: E402
-from benchmarks._peers import (NQN, RawClient, fill_namespace, keep_deep, pin_client,  # noqa: E402
+from benchmarks._peers import (NQN, PATTERN, RawClient, fill_namespace, keep_deep, pin_client,  # noqa: E402
                               raw_server, target_process)
 from pynvmetcp.host import commands as C  # noqa: E402
 from pynvmetcp.host.procedures import Command  # noqa: E402
@@ -36,9 +36,9 @@ BLOCKS_PER_CALL = 32  # one timed call moves this many blocks, pipelined or stre
 class Sequential:
     """Consecutive 128 KiB commands on one I/O queue, ``DEPTH`` outstanding."""
 
-    def __init__(self, ctrl, data: bytes) -> None:
-        self.q = ctrl.io[0]
-        self.ns = ctrl.namespace(1)
+    def __init__(self, ns, data: bytes) -> None:
+        self.q = ns.ctrl.io[0]
+        self.ns = ns
         self.blocks = SIZE // self.ns.block_size
         self.span = self.ns.nblocks // self.blocks
         self.data = data
@@ -69,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                     args)
     pin_client()
     number = max(2, int((2 if args.quick else 40) * args.scale))
-    data = bytes(range(256)) * (SIZE // 256)
     with target_process() as (tport, _), raw_server() as rport:
         raw = RawClient(rport)
         with pynvmetcp.connect("127.0.0.1", tport, NQN, nr_io_queues=1, kato=0,
                                ctrl_loss_tmo=0) as ctrl:
-            fill_namespace(ctrl)
-            seq = Sequential(ctrl, data)
+            ns = ctrl.namespace(1)
+            fill_namespace(ns)
+            seq = Sequential(ns, PATTERN)
             common = dict(rounds=args.rounds, number=number, ops_per_call=BLOCKS_PER_CALL,
                           bytes_per_op=SIZE)
             row = report.add(compare(
@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             report.ratio("throughput_read_vs_raw", row.ratio)
             row = report.add(compare(
                 f"write 128 KiB, QD{DEPTH}", (f"pynvmetcp writes, {DEPTH} deep", seq.writes),
-                ("raw socket stream", lambda: raw.stream_up(data, BLOCKS_PER_CALL)), **common))
+                ("raw socket stream", lambda: raw.stream_up(PATTERN, BLOCKS_PER_CALL)), **common))
             report.ratio("throughput_write_vs_raw", row.ratio)
 
-            ns, buf = seq.ns, seq.bufs[0]
+            buf = seq.bufs[0]
             qd1 = dict(rounds=args.rounds, number=number * BLOCKS_PER_CALL // 4,
                        bytes_per_op=SIZE)
             row = report.add(compare(
@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("raw round trip", lambda: raw.call(b"", SIZE)), **qd1))
             report.ratio("throughput_read_qd1_vs_round_trip", row.ratio)
             row = report.add(compare(
-                "write 128 KiB, QD1", ("pynvmetcp write", lambda: ns.write(0, data)),
-                ("raw round trip", lambda: raw.call(data, 16)), **qd1))
+                "write 128 KiB, QD1", ("pynvmetcp write", lambda: ns.write(0, PATTERN)),
+                ("raw round trip", lambda: raw.call(PATTERN, 16)), **qd1))
             report.ratio("throughput_write_qd1_vs_round_trip", row.ratio)
         raw.close()
     report.note("ratios are rates: > 1 means pynvmetcp is faster than the raw socket")

@@ -11,6 +11,9 @@ from __future__ import annotations
 class NvmeTcpError(Exception):
     """Base of every error pynvmetcp raises on purpose."""
 
+    #: "traddr:trsvcid" when the message already says where (a caller need not prefix it).
+    where = ""
+
 
 class ProtocolError(NvmeTcpError):
     """The peer sent bytes that violate NVMe/TCP.

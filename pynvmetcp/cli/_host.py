@@ -116,17 +116,18 @@ def reaching(args: argparse.Namespace):
     except OSError as exc:
         raise OSError(f"{args.traddr}:{args.trsvcid}: {exc.strerror or exc}") from None
     except NvmeTcpError as exc:
-        where = f"{args.traddr}:{args.trsvcid}"
-        if str(exc).startswith(where):  # the host already said where (connection setup)
+        if exc.where:  # the host already said where (connection setup)
             raise
-        raise NvmeTcpError(f"{where}: {exc}") from None
+        raise NvmeTcpError(f"{args.traddr}:{args.trsvcid}: {exc}") from None
 
 
 @contextlib.contextmanager
-def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0, **extra):
-    """Connect with the userspace host for the duration of one command."""
+def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0,
+                         subnqn: str | None = None, **extra):
+    """Connect with the userspace host (to ``subnqn``, by default the command's ``--nqn``)
+    for the duration of one command."""
     with reaching(args):
-        ctrl = connect(args.traddr, args.trsvcid, args.nqn,
+        ctrl = connect(args.traddr, args.trsvcid, subnqn or args.nqn,
                        **connect_kwargs(args, nr_io_queues=nr_io_queues, **extra))
     with ctrl:
         yield ctrl

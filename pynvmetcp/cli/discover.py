@@ -11,11 +11,11 @@ import argparse
 import threading
 
 from ..errors import ConnectionLost
-from ..host import connect, discover
+from ..host import discover
 from ..spec.logpages import EFLAGS_DUPRETINFO, EFLAGS_EPCSD, EFLAGS_NCC, TREQ_DISABLE_SQFLOW
 from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice
 from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
-                    reaching)
+                    reaching, userspace_controller)
 
 
 TRTYPE = {1: "rdma", 2: "fc", 3: "tcp", 254: "loop"}
@@ -54,23 +54,19 @@ def entry_dict(e) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    kw = connect_kwargs(args)
     if args.persistent:
-        return _persistent(args, kw)
+        return _persistent(args)
     with reaching(args):
-        log = discover(args.traddr, args.trsvcid, **kw)
+        log = discover(args.traddr, args.trsvcid, **connect_kwargs(args))
     _print_log(log, args)
     return 0
 
 
-def _persistent(args: argparse.Namespace, kw: dict) -> int:
+def _persistent(args: argparse.Namespace) -> int:
     changed = threading.Event()
     # ctrl_loss_tmo 0: a lost connection ends the command (with one line) rather than being
     # retried silently while the printed log goes stale.
-    with reaching(args):
-        ctrl = connect(args.traddr, args.trsvcid, DISCOVERY_NQN, nr_io_queues=0,
-                       ctrl_loss_tmo=0, **kw)
-    with ctrl:
+    with userspace_controller(args, subnqn=DISCOVERY_NQN, ctrl_loss_tmo=0) as ctrl:
         with reaching(args):
             ctrl.watch_events([AsyncEventNotice.DISCOVERY_LOG_CHANGE], lambda _: changed.set())
         try:

@@ -96,7 +96,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
                 self._fail(TermReqReceived(ev.fes, ev.fei, ev.header))
             elif self._ready is not None and not self._ready.done():
                 self._ready.set_result(ev)
-        self._wake_slot_waiters()
+        if self._slot_waiters:
+            self._wake_slot_waiters()
 
     def _free(self) -> int:
         return self.engine.queue_size - 1 - self.engine.outstanding - self._reserved
@@ -211,10 +212,10 @@ class AsyncQueue(asyncio.BufferedProtocol):
             fut = self._waiters.get(cid)
             if deadline <= now:
                 self._deadlines.pop(cid, None)
-            if deadline <= now and fut is not None and not fut.done():
-                self._waiters.pop(cid, None)
-                fut.set_exception(CommandTimeout(
-                    f"queue {self.engine.qid}: command {cid} timed out"))
+                if fut is not None and not fut.done():
+                    self._waiters.pop(cid, None)
+                    fut.set_exception(CommandTimeout(
+                        f"queue {self.engine.qid}: command {cid} timed out"))
         if self._deadlines:
             self._watchdog = asyncio.get_running_loop().call_later(self._tick, self._expire)
 

@@ -16,7 +16,7 @@ from ..protocol.aer import AsyncEvent
 from ..protocol.reconnect import ReconnectPolicy
 from ..spec.fabrics import Cap
 from ..spec.identify import NOTICE_AEC_BIT
-from ..spec.opcodes import AsyncEventNotice, AsyncEventType, FeatureId
+from ..spec.opcodes import AsyncEventNotice, AsyncEventType
 from ..spec.pdu import PduType
 from . import commands as C
 from . import procedures as P
@@ -31,12 +31,16 @@ def ic_failed(traddr: str, trsvcid: int, why: Exception | str) -> Exception:
     """The connection setup failed: say where, and when no ICResp came at all, that the port
     is probably not an NVMe/TCP one (an HTTP server answers "HTTP/1.1 …", PDU type 0x48).
     A protocol error keeps its type and FES/FEI (the TermReq was sent with them)."""
-    text = f"{traddr}:{trsvcid}: connection setup (ICReq/ICResp) failed: {why}"
+    where = f"{traddr}:{trsvcid}"
+    text = f"{where}: connection setup (ICReq/ICResp) failed: {why}"
     if isinstance(why, ProtocolError):
         if why.header[:1] != bytes([PduType.ICResp]):
             text += "; is it an NVMe/TCP port?"
-        return ProtocolError(text, why.fes, why.fei, why.header)
-    return ConnectionLost(text + "; is it an NVMe/TCP port?")
+        error: NvmeTcpError = ProtocolError(text, why.fes, why.fei, why.header)
+    else:
+        error = ConnectionLost(text + "; is it an NVMe/TCP port?")
+    error.where = where
+    return error
 
 
 class Association(ControllerApi):
@@ -149,7 +153,7 @@ class Association(ControllerApi):
         try:
             while sent != self._aec:
                 sent = self._aec
-                done = yield Command(C.set_features(FeatureId.ASYNC_EVENT, sent))
+                done = yield Command(C.async_event_configuration(sent))
         except NvmeStatusError:
             undo()
             raise

@@ -11,7 +11,8 @@ import uuid as _uuid
 
 from ..spec import sqe as S
 from ..spec.fabrics import ConnectData
-from ..spec.opcodes import (AdminOpcode, FabricsType, NvmOpcode, PROPERTY_SIZE, Property)
+from ..spec.opcodes import (AdminOpcode, FabricsType, FeatureId, NvmOpcode, PROPERTY_SIZE,
+                           Property)
 
 _ZERO_SGL = {"address": 0, "length": 0, "sgl_id": 0}
 _RW = struct.Struct("<BBHI16x16xQHHIIHH")  # opcode flags cid nsid | cdw2-3,mptr | sgl | cdw10-15
@@ -88,6 +89,12 @@ def get_features(fid: int, *, nsid: int = 0, sel: int = 0, cdw11: int = 0) -> by
 
 def keep_alive() -> bytes:
     return _NSID_ONLY.pack(AdminOpcode.KEEP_ALIVE, 0, 0, 0)
+
+
+def async_event_configuration(mask: int) -> bytes:
+    """Set Features Asynchronous Event Configuration: which notices the controller may send
+    (bits: spec.identify.NOTICE_AEC_BIT)."""
+    return set_features(FeatureId.ASYNC_EVENT, mask)
 
 
 def async_event_request() -> bytes:

@@ -255,7 +255,7 @@ def establish(identity: Identity, subnqn: str, *, nr_io_queues: int, queue_size:
     idc = yield from identify_controller()
     if aec:
         try:
-            yield Command(C.set_features(FeatureId.ASYNC_EVENT, aec))
+            yield Command(C.async_event_configuration(aec))
         except NvmeStatusError:
             aec = 0
     nr = (yield from set_queue_count(nr_io_queues)) if nr_io_queues else 0

@@ -116,7 +116,7 @@ class HostQueue(_QueueEngine):
 
     @property
     def can_submit(self) -> bool:
-        return self.state is QueueState.LIVE and len(self._cmds) < self.queue_size - 1
+        return self.state is _LIVE and len(self._cmds) < self.queue_size - 1
 
     def submit(self, sqe: bytes | bytearray, *, write=None, read_into=None, read_len: int = 0,
                context: object = None) -> int:
@@ -133,9 +133,8 @@ class HostQueue(_QueueEngine):
             raise ValueError("a command moves data in one direction only")
         cid = self._next_cid
         if cid in self._cmds:
-            cid = self._alloc_cid()
-        else:
-            self._next_cid = (cid + 1) & 0xFFFF
+            cid = self._free_cid(cid)
+        self._next_cid = (cid + 1) & 0xFFFF
         sqe = bytearray(sqe)
         _CID.pack_into(sqe, 2, cid)
         wmv = memoryview(write).cast("B") if write is not None else None
@@ -168,10 +167,10 @@ class HostQueue(_QueueEngine):
         self._cmds.clear()
         return lost
 
-    def _alloc_cid(self) -> int:
-        for _ in range(0x10000):
-            cid = self._next_cid
-            self._next_cid = (cid + 1) & 0xFFFF
+    def _free_cid(self, taken: int) -> int:
+        """The next free CID after ``taken`` (the usual next one is still outstanding)."""
+        for step in range(1, 0x10000):
+            cid = (taken + step) & 0xFFFF
             if cid not in self._cmds:
                 return cid
         raise RuntimeError("no free command identifier")  # unreachable with queue_size ≤ 65535

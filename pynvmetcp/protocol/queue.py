@@ -47,7 +47,7 @@ class _QueueEngine:
 
     def buffer_updated(self, nbytes: int) -> list:
         """Bytes were written into ``get_buffer()``; returns the events they caused."""
-        if self.state is QueueState.TERMINATED:
+        if self.state is _TERMINATED:
             return []
         try:
             pdus = self.framer.buffer_updated(nbytes)
@@ -59,7 +59,7 @@ class _QueueEngine:
         """Feed received bytes (any segmentation); returns events."""
         events: list = []
         src = memoryview(data).cast("B")
-        while len(src) and self.state is not QueueState.TERMINATED:
+        while len(src) and self.state is not _TERMINATED:
             buf = self.get_buffer()
             k = min(len(buf), len(src))
             buf[:k] = src[:k]

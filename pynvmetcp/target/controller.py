@@ -20,7 +20,7 @@ from ..errors import NvmeStatusError
 from ..protocol.aer import AerQueue, AsyncEvent
 from ..protocol.keepalive import ControllerKeepAlive
 from ..spec.fabrics import CC_SHN_ABRUPT, CC_SHN_NORMAL, CSTS_SHST_COMPLETE
-from ..spec.identify import OAES_ANA_CHANGE, OAES_DISC_LOG_CHANGE, OAES_NS_ATTR
+from ..spec.identify import NOTICE_AEC_BIT
 from ..spec.opcodes import (AdminOpcode, AsyncEventNotice, AsyncEventType, Cns, FabricsType,
                             FeatureId, LogPageId, Property)
 from ..spec.status import (SC_AER_LIMIT, SC_FEATURE_NOT_SAVEABLE, SC_INTERNAL,
@@ -280,8 +280,9 @@ class Controller:
         self.queues_set = False
 
     # ---- events ----
-    def post_event(self, event: AsyncEvent, aec_bit: int) -> None:
-        if not self.alive or not self.aec & aec_bit:
+    def post_event(self, event: AsyncEvent) -> None:
+        """Send (or queue) a notice, if the host enabled it (its NOTICE_AEC_BIT in AEC)."""
+        if not self.alive or not self.aec & NOTICE_AEC_BIT[event.aei]:
             return
         ready = self.aer.post(event)
         if ready is not None:
@@ -299,10 +300,10 @@ class Controller:
                 self.changed_nsids = None  # overflow: the log says "more than 1024"
             else:
                 self.changed_nsids.append(nsid)
-        self.post_event(_AEN_NS, OAES_NS_ATTR)
+        self.post_event(_AEN_NS)
 
     def ana_changed(self) -> None:
-        self.post_event(_AEN_ANA, OAES_ANA_CHANGE)
+        self.post_event(_AEN_ANA)
 
     def _disc_entries(self) -> list:
         return self.subsystem.entries(self.hostnqn, self.port.portid, self.local_addr)
@@ -311,7 +312,7 @@ class Controller:
         entries = self._disc_entries()
         if entries != self.disc_snapshot:
             self.disc_snapshot = entries
-            self.post_event(_AEN_DISC, OAES_DISC_LOG_CHANGE)
+            self.post_event(_AEN_DISC)
 
     # ---- namespace lookup ----
     def namespace(self, nsid: int) -> Namespace | None:

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is aborted
 # Loop turns from an accept to the protocol's connection_made: the accept task's first step in
-# the next turn makes the transport, which calls connection_made in the turn after (FIFO order).
+# the next turn makes the transport, which calls connection_made in the turn after (FIFO order);
+# two, and one more to spare.
 _ACCEPT_TURNS = 3
 
 

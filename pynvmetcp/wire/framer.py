@@ -289,10 +289,7 @@ class Framer:
             pdu = PDU_CLASSES[t](flags, hlen, pdo, plen, None, None, None, header, b"",
                                  *_unpack_ic(header, 8))
         self._rd = rd + prefix
-        if not data_len:
-            out.append(pdu)
-            return True
-        self._start_data(out, pdu, data_len)
+        self._deliver(out, pdu, data_len)
         return True
 
     def _plain_header(self, out: list[PduBase], avail: int, rd: int, t: int, flags: int,
@@ -313,18 +310,22 @@ class Framer:
             if datal != plen - 24:
                 return None
             self._rd = rd + 24
-            self._start_data(out, xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
+            self._deliver(out, xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
                                          cccid, ttag, datao, datal), datal)
             return True
-        if t == _RESP and self._direction:
+        if (t == _RESP or t == _R2T) and self._direction:  # the same shape, no data
             if flags or hlen != 24 or pdo or plen != 24:
                 return None
             if avail < 24:
                 return False
             header = self._view[rd:rd + 24].tobytes()
             self._rd = rd + 24
-            out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
-                                    *_unpack_resp(header, 8)))
+            if t == _RESP:
+                out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
+                                        *_unpack_resp(header, 8)))
+            else:
+                out.append(_R2TPdu(0, 24, 0, 24, None, None, None, header, b"",
+                                   *_unpack_xfer(header, 8)))
             return True
         if t == _CMD and not self._direction and not flags and hlen == 72:
             if pdo == 0 and plen == 72:
@@ -337,18 +338,19 @@ class Framer:
                 return False
             header = self._view[rd:rd + 72].tobytes()
             self._rd = rd + 72
-            pdu = _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"", header[8:72])
-            if data_len:
-                self._start_data(out, pdu, data_len)
-            else:
-                out.append(pdu)
+            self._deliver(out, _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"",
+                                           header[8:72]), data_len)
             return True
         return None
 
-    def _start_data(self, out: list[PduBase], pdu: PduBase, data_len: int) -> None:
-        """The header is consumed; its payload is received next, in place when the sink
-        offers a buffer of exactly that length. A payload already received whole (small
-        PDUs arrive many to a receive) is copied and the PDU delivered in this one step."""
+    def _deliver(self, out: list[PduBase], pdu: PduBase, data_len: int) -> None:
+        """The header is consumed: a PDU without data is delivered; otherwise its payload is
+        received next, in place when the sink offers a buffer of exactly that length. A
+        payload already received whole (small PDUs arrive many to a receive) is copied and the
+        PDU delivered in this one step."""
+        if not data_len:
+            out.append(pdu)
+            return
         view = self.data_sink(pdu) if self.data_sink else None
         if view is not None and (type(view) is not memoryview or view.format != "B"):
             view = memoryview(view).cast("B")  # a bytearray's slices would be copies
