@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 from . import devices, host
@@ -133,7 +132,7 @@ class LightOSConnector:
 
     def dsc_need_connect(self, props: dict[str, Any]) -> bool:
         """Whether the entry file is missing or says something else than it should."""
-        path = Path(self.dsc_file_name(props["uuid"]))
+        path = entry_path(self.paths, props["uuid"])
         try:
             have = parse_file(path)
         except (FileNotFoundError, EntryFileError):
@@ -190,22 +189,24 @@ class LightOSConnector:
             existing, had_file, written = self.ensure_entry_file(props)
             if not existing:
                 marker.hold()
-        device = existing
-        if not existing:
-            created = written and not had_file
-            try:
-                device = self.wait_for_device(uuid)
-            except BaseException:
-                self._end_wait(uuid, marker, None, created)
-                raise
-            device = self._end_wait(uuid, marker, device, created)
-            if not device:
-                raise DeviceNotFound(uuid, f"did not show up after "
-                                           f"{self.device_scan_attempts} attempts")
+        device = existing or self._await_device(uuid, marker, written and not had_file)
         if self.message_queue is not None:
             self.message_queue.put(("add", props))
         log.info("LightOS volume %s attached as %s", uuid, device)
         return {"type": "block", "path": device}
+
+    def _await_device(self, uuid: str, marker: AttachMarker, created: bool) -> str:
+        """The device wait, outside the host-wide lock, then ``_end_wait``."""
+        try:
+            device = self.wait_for_device(uuid)
+        except BaseException:
+            self._end_wait(uuid, marker, None, created)
+            raise
+        device = self._end_wait(uuid, marker, device, created)
+        if not device:
+            raise DeviceNotFound(uuid, f"did not show up after {self.device_scan_attempts} "
+                                       f"attempts")
+        return device
 
     def _end_wait(self, uuid: str, marker: AttachMarker, device: str | None,
                   created: bool) -> str | None:
@@ -215,10 +216,7 @@ class LightOSConnector:
         marker.release()
         with volume_lock(self.paths.lock_file):
             device = device or devices.find_device(self.paths, uuid)
-            mine = created or marker.handed_over()
-            if marker.others_waiting():
-                marker.hand_over(mine and not device)
-            elif mine and not device:
+            if marker.settle(created, found=bool(device)):
                 self._undo_entry_file(uuid)
         return device
 
@@ -230,7 +228,7 @@ class LightOSConnector:
         uuid = devices.check_volume_id(props["uuid"])
         with volume_lock(self.paths.lock_file):
             existing = devices.find_device(self.paths, uuid)
-            had_file = Path(self.dsc_file_name(uuid)).exists()
+            had_file = entry_path(self.paths, uuid).exists()
             written = bool((props.get("lightos_nodes") or not existing)
                            and self.dsc_connect_volume(props))
             return existing, had_file, written

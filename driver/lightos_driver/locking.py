@@ -40,15 +40,17 @@ def volume_lock(lock_file: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def _flock(lock_file: Path) -> int | None:
+def _flock(lock_file: Path, mode: int = fcntl.LOCK_EX) -> int | None:
+    """An fd holding ``mode`` on ``lock_file`` (made if missing); None when the file cannot
+    be had, and the caller makes do with what this process knows."""
     fd = None
     try:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, mode)
         return fd
     except OSError as exc:
-        log.debug("no inter-process lock at %s (%s); thread lock only", lock_file, exc)
+        log.debug("no inter-process lock at %s (%s); this process only", lock_file, exc)
         if fd is not None:
             os.close(fd)
         return None
@@ -60,11 +62,11 @@ class AttachMarker:
     Why: an attach holds the host-wide lock only to write the entry file, not through the device
     wait (up to a minute), so attaches of other volumes are not held up by a slow one. When an
     attach fails, the entry file it created is removed only if no other attach of the same
-    volume still waits on it (``others_waiting``); otherwise the duty passes to those waiting
-    (``hand_over``), and the last of them to fail removes it, as one attach alone would have.
-    Take the marker under the host-wide lock, before releasing it, so that no attach is ever
-    between the two; ask and hand over under the host-wide lock too. Attaches of this process
-    are also counted in memory, so they see each other even where the file cannot be made.
+    volume still waits on it; otherwise the duty passes to those waiting, and the last of them
+    to fail removes it, as one attach alone would have (``settle``). Take the marker under the
+    host-wide lock, before releasing it, so that no attach is ever between the two; settle
+    under the host-wide lock too. Attaches of this process are also counted in memory, so they
+    see each other even where the file cannot be made.
     """
 
     def __init__(self, path: Path) -> None:
@@ -77,16 +79,7 @@ class AttachMarker:
         with _guard:
             _local_waiting[self._key] = _local_waiting.get(self._key, 0) + 1
         self._counted = True
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fcntl.flock(self._fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            log.debug("no attach marker at %s (%s): this process's attaches only", self.path,
-                      exc)
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        self._fd = _flock(self.path, fcntl.LOCK_SH)
         return self
 
     def release(self) -> None:
@@ -100,50 +93,45 @@ class AttachMarker:
             os.close(self._fd)  # closing the last fd of the description drops the flock
             self._fd = None
 
-    def others_waiting(self) -> bool:
-        """After ``release``: whether another attach of the volume still waits.
-
-        When none does, the file goes: every new holder opens it under the host-wide lock,
-        which the caller holds, so no one can be holding the unlinked file."""
-        if _local_waiting.get(self._key):
-            return True
+    def settle(self, created: bool, found: bool) -> bool:
+        """After ``release``, under the host-wide lock: whether this attach is to remove the
+        volume's entry file — when the device was not found and the file is its own (it
+        created it, or an attach that gave up handed it over) and no other attach waits.
+        While others wait, the removal passes to them (or lapses, the device being there).
+        With nobody left waiting, the marker file goes: every new holder opens it under the
+        host-wide lock, which the caller holds, so no one can be holding the unlinked file."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd: int | None = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         except OSError:
+            fd = None
+        try:
+            mine = created or _handed_over.get(self._key, False) or (
+                fd is not None and os.pread(fd, 1, 0) == b"1")
+            if _local_waiting.get(self._key) or (fd is not None and _locked_by_others(fd)):
+                pending = mine and not found
+                _handed_over[self._key] = pending
+                if fd is not None:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, b"1" if pending else b"", 0)
+                return False
             _handed_over.pop(self._key, None)
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            pass
+            if fd is not None:
+                self.path.unlink(missing_ok=True)
+            return mine and not found
+        except OSError as exc:
+            log.debug("attach marker %s: %s", self.path, exc)
+            return False  # keep the entry file: a stale one is safer than a missing one
         finally:
-            os.close(fd)
-        _handed_over.pop(self._key, None)
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.debug("could not remove %s: %s", self.path, exc)
-        return False
+            if fd is not None:
+                os.close(fd)
 
-    def handed_over(self) -> bool:
-        """Whether an attach that gave up left the removal of its entry file to the others."""
-        if _handed_over.get(self._key):
-            return True
-        try:
-            return self.path.read_bytes() == b"1"
-        except OSError:
-            return False
 
-    def hand_over(self, pending: bool) -> None:
-        """While others wait: record whether the entry file is theirs to remove if they all
-        fail (True: its creator gave up; False: an attach succeeded, so it stays in use)."""
-        _handed_over[self._key] = pending
-        try:
-            self.path.write_bytes(b"1" if pending else b"")
-        except OSError as exc:
-            log.debug("could not record the hand-over in %s: %s", self.path, exc)
+def _locked_by_others(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    return False
 
 
 _local_waiting: dict[str, int] = {}  # marker path → attaches of this process waiting

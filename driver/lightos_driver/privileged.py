@@ -50,13 +50,13 @@ class RootHelper:
         if self.in_process:
             _write(self.paths, uuid, entries)
             return
-        self._helper(["write-entry", uuid], render(entries), EntryFileError)
+        self._helper(["write-entry", uuid], render(entries))
 
     def remove_entry(self, uuid: str) -> None:
         if self.in_process:
             _remove(self.paths, uuid)
             return
-        self._helper(["remove-entry", uuid], "", EntryFileError)
+        self._helper(["remove-entry", uuid], "")
 
     def flush(self, device: str) -> None:
         if self.in_process:
@@ -65,11 +65,12 @@ class RootHelper:
         # no time limit: writing back a device's dirty buffers takes what it takes, as in-process
         self._run(self.prefix + ["blockdev", "--flushbufs", device], "", FlushError, None)
 
-    def _helper(self, args: list[str], stdin: str, error: type[LightOSError]) -> None:
+    def _helper(self, args: list[str], stdin: str) -> None:
+        """This module run as root by the helper, for the entry file."""
         cmd = self.prefix + [sys.executable, "-m", __name__, *args]
         if self.paths.root is not None:
             cmd += [ROOT_OPTION, str(self.paths.root)]
-        self._run(cmd, stdin, error, 60.0)
+        self._run(cmd, stdin, EntryFileError, 60.0)
 
     def _run(self, cmd: list[str], stdin: str, error: type[LightOSError],
              timeout: float | None) -> None:

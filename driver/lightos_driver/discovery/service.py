@@ -201,7 +201,7 @@ class DiscoveryService:
             r.subnqn for r in client.status.last_log if r.subtype == SubType.NVME}
         subsystems = [cluster[0]] + sorted(announced - {cluster[0]})
         names = [n for nqn in subsystems
-                 for n in self._disconnect(nqn, cluster[1], cluster, client)]
+                 for n in self._disconnect(nqn, cluster, client)]
         self.metrics.io_controllers.labels(*cluster).set(0)
         log.info("cluster %s no longer needed by any entry file: discovery stopped, "
                  "controllers %s disconnected", cluster[0], names)
@@ -227,19 +227,20 @@ class DiscoveryService:
                             "volume of it: keeping its controllers (the startup reconnect "
                             "restores the file)", subsysnqn)
                 continue
-            names = self._disconnect(subsysnqn, hostnqn, (subsysnqn, hostnqn), None)
+            names = self._disconnect(subsysnqn, (subsysnqn, hostnqn), None)
             log.info("cluster %s: its entry files were removed while the service was down: "
                      "controllers %s disconnected", subsysnqn, names)
 
-    def _disconnect(self, subsysnqn: str, hostnqn: str, owner: Cluster,
+    def _disconnect(self, subsysnqn: str, owner: Cluster,
                     client: ClusterClient | None) -> list[str]:
-        """Delete the subsystem's controllers for this host. What the kernel would not delete
-        yet, and what a kernel connect still under way in the retired client may yet create,
-        is left to the janitor, for as long as ``owner`` is not served again."""
-        names = self.kernel_io.disconnect_cluster(subsysnqn, hostnqn)
-        if self._remaining(subsysnqn, hostnqn) or (client and client.applying):
-            _, clients = self._leftovers.get((subsysnqn, hostnqn), (owner, []))
-            self._leftovers[(subsysnqn, hostnqn)] = (owner, clients + ([client] if client else []))
+        """Delete the subsystem's controllers for the owner cluster's host. What the kernel
+        would not delete yet, and what a kernel connect still under way in the retired client
+        may yet create, is left to the janitor, for as long as ``owner`` is not served again."""
+        key = (subsysnqn, owner[1])
+        names = self.kernel_io.disconnect_cluster(*key)
+        if self._remaining(*key) or (client and client.applying):
+            _, clients = self._leftovers.get(key, (owner, []))
+            self._leftovers[key] = (owner, clients + ([client] if client else []))
         return names
 
     def _remaining(self, subsysnqn: str, hostnqn: str) -> bool:
