@@ -236,12 +236,13 @@ class Target:
             return port
         return self.call(add)
 
-    def remove_port(self, portid: int) -> None:
-        """Stop listening on a port and end the associations made through it."""
+    def remove_port(self, portid: int):
+        """Stop listening on a port and end the associations made through it (from inside
+        the target's loop: a coroutine to await, as ``call`` says)."""
         async def remove() -> None:
             await self.server.unlisten(portid)
             self.registry.remove_port(portid)
-        self.call(remove)
+        return self.call(remove)
 
     def controllers(self) -> list[dict]:
         """A snapshot of the live controllers (subsystem, cntlid, host, port, queues)."""

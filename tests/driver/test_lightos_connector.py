@@ -170,6 +170,7 @@ def test_device_scan_attempts_honoured_and_failure_cleans_up(fakehost):
         c.connect_volume(connection_props())
     assert len(sleeps.calls) == 2  # three looks
     assert os.listdir(fakehost.paths.discovery_dir) == []  # the entry file it created is gone
+    assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()  # and its marker
 
 
 def test_wait_is_bounded_by_timeout(fakehost):
@@ -256,14 +257,19 @@ def first_of_two_attaches_fails(fakehost):
     return conf, second, second_out, second_parked
 
 
+def device_appears_for(fakehost, second, second_out, parked) -> str:
+    """Let the parked second attach go on and find the device; the path it returns."""
+    parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
+    parked.go.set()
+    second.join(10)
+    return second_out["info"]["path"]
+
+
 def test_failed_attach_keeps_the_entry_file_another_attach_still_waits_on(fakehost):
     """Two attaches of one volume (multiattach): the first creates the entry file and gives up;
     the second, still waiting, must find the file in place."""
-    conf, second, second_out, second_parked = first_of_two_attaches_fails(fakehost)
-    second_parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
-    second_parked.go.set()
-    second.join(10)
-    assert second_out["info"]["path"].endswith("/nvme0n1")
+    conf, *second = first_of_two_attaches_fails(fakehost)
+    assert device_appears_for(fakehost, *second).endswith("/nvme0n1")
     assert conf.exists()
     assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()  # nobody waits any more
 
@@ -285,18 +291,10 @@ def test_without_a_marker_file_attaches_of_this_process_still_see_each_other(fak
     waits on."""
     fakehost.paths.state_dir.mkdir(parents=True, exist_ok=True)
     (fakehost.paths.state_dir / "attaching").write_text("not a directory")
-    conf, second, second_out, second_parked = first_of_two_attaches_fails(fakehost)
-    second_parked.then = lambda: fakehost.add_namespace("nvme0n1", VOLUME_UUID)
-    second_parked.go.set()
-    second.join(10)
-    assert second_out["info"]["path"].endswith("/nvme0n1") and conf.exists()
+    conf, *second = first_of_two_attaches_fails(fakehost)
+    assert device_appears_for(fakehost, *second).endswith("/nvme0n1") and conf.exists()
 
 
-def test_failed_attach_alone_removes_its_entry_file_and_marker(fakehost):
-    with pytest.raises(DeviceNotFound):
-        make(fakehost, attempts=2).connect_volume(connection_props())
-    assert os.listdir(fakehost.paths.discovery_dir) == []
-    assert not fakehost.paths.attach_marker(VOLUME_UUID).exists()
 
 
 def test_connect_twice_does_not_rewrite(fakehost):

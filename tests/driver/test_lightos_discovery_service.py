@@ -118,12 +118,18 @@ class HangingKernelIO(FakeKernelIO):
         return super().ensure(t)
 
 
-def test_a_hanging_kernel_connect_does_not_hold_up_failover(fakehost, svc_factory):
-    svc, net, kio = svc_factory(kio=HangingKernelIO())
+def hanging_first_connect(fakehost, svc_factory, kio, net=None):
+    """A started service with vol1.conf, whose first kernel connect (``kio``) now hangs."""
+    svc, net, kio = svc_factory(net=net, kio=kio)
     svc.start()
     write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    client = eventually(lambda: svc.clusters.get((SUBSYSNQN, fakehost.hostnqn)))
     eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    return svc, net, kio
+
+
+def test_a_hanging_kernel_connect_does_not_hold_up_failover(fakehost, svc_factory):
+    svc, net, kio = hanging_first_connect(fakehost, svc_factory, HangingKernelIO())
+    client = eventually(lambda: svc.clusters.get((SUBSYSNQN, fakehost.hostnqn)))
     first = client.status.connected_to
     net.up.discard(first)  # the discovery node dies while the connect hangs
     eventually(lambda: client.status.connected_to not in (None, first),
@@ -139,10 +145,7 @@ def test_retiring_a_cluster_mid_connect_disconnects_every_announced_subsystem(fa
     completely, yet every subsystem the cluster's log announced is disconnected."""
     sub2 = SUBSYSNQN + "-2"
     net = FakeDiscovery(NODES, NVM + [LogEntry(2, "10.0.0.2", 4420, sub2)])
-    svc, net, kio = svc_factory(net=net, kio=HangingKernelIO())
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    svc, net, kio = hanging_first_connect(fakehost, svc_factory, HangingKernelIO(), net)
     os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
     eventually(lambda: (SUBSYSNQN, fakehost.hostnqn) not in svc.clusters, what="retiring")
     kio.release.set()  # the connect returns to a stopping client
@@ -182,10 +185,7 @@ class SettingUpKernelIO(HangingKernelIO):
 def _retired_while_a_connect_is_under_way(fakehost, svc_factory):
     """vol1.conf written, then removed while the kernel's first connect still hangs; returns
     once the retirement has had a deletion refused."""
-    svc, net, kio = svc_factory(kio=SettingUpKernelIO())
-    svc.start()
-    write_entry_file(fakehost.paths.discovery_dir, "vol1.conf", entries(fakehost))
-    eventually(kio.hanging.is_set, what="the kernel connect that hangs")
+    svc, net, kio = hanging_first_connect(fakehost, svc_factory, SettingUpKernelIO())
     os.unlink(fakehost.paths.discovery_dir / "vol1.conf")
     eventually(lambda: kio.refused, what="a deletion refused while the connect is under way")
     return svc, kio

@@ -55,7 +55,7 @@ def test_attach_and_detach_through_the_root_helper(fakehost, helper):
 
 def privileged_run(fakehost, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lightos_driver.privileged", *args,
-                           "--paths-root", str(fakehost.paths.root)],
+                           privileged.ROOT_OPTION, str(fakehost.paths.root)],
                           input=stdin, capture_output=True, text=True, timeout=60)
 
 

@@ -396,9 +396,8 @@ def delete_all_controllers(timeout: float = 120) -> None:
     """Every controller of this host goes, as in a reboot. One that a connect still in flight
     is setting up refuses deletion (EBUSY) until that connect ends (within the kernel's admin
     timeout), so it is deleted once it can be."""
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = []
+    def all_deleted() -> bool:
+        busy = False
         for c in kernel.controllers():
             if c.hostnqn != HOSTNQN:
                 continue
@@ -407,12 +406,10 @@ def delete_all_controllers(timeout: float = 120) -> None:
             except SysfsError as exc:
                 if getattr(exc.__cause__, "errno", None) != errno.EBUSY:
                     raise
-                busy.append(c.name)
-        if not busy:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"controllers {busy} still busy after {timeout:g} s")
-        time.sleep(1)
+                busy = True
+        return not busy
+
+    wait_until(all_deleted, timeout, "controllers busy with a connect to be deleted", interval=1)
 
 
 @step

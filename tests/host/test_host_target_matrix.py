@@ -149,15 +149,21 @@ def test_asyncio_more_commands_than_the_queue_holds_wait_their_turn(target):
     asyncio.run(run())
 
 
-def test_asyncio_a_cancelled_waiter_gives_its_turn_away():
-    """Three commands fill the queue (the target is stalled behind a proxy), two more wait; one
-    of those is cancelled. Once the target answers, the other runs, and the queue still takes
-    three at a time (the cancelled one kept no slot)."""
+@pytest.fixture
+def proxied():
+    """A target of its own (its queues get stalled) behind a fault proxy: the proxy."""
     from tests.reliability.proxy import FaultProxy
 
     cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 0)],
                        subsystems=[SubsystemConfig(NQN, namespaces=[NamespaceConfig("mem:1M")])])
+    with Target.serve(cfg) as t, FaultProxy(("127.0.0.1", t.port)) as proxy:
+        yield proxy
 
+
+def test_asyncio_a_cancelled_waiter_gives_its_turn_away(proxied):
+    """Three commands fill the queue (the target is stalled behind a proxy), two more wait; one
+    of those is cancelled. Once the target answers, the other runs, and the queue still takes
+    three at a time (the cancelled one kept no slot)."""
     async def run(port, proxy):
         async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, queue_size=4,
                                             kato=0) as ctrl:
@@ -181,18 +187,13 @@ def test_asyncio_a_cancelled_waiter_gives_its_turn_away():
             await asyncio.sleep(0.01)
         raise AssertionError("condition not reached")
 
-    with Target.serve(cfg) as t, FaultProxy(("127.0.0.1", t.port)) as proxy:
-        asyncio.run(run(proxy.port, proxy))
+    asyncio.run(run(proxied.port, proxied))
 
 
-def test_asyncio_a_command_waiting_for_a_slot_times_out_too():
+def test_asyncio_a_command_waiting_for_a_slot_times_out_too(proxied):
     """Commands that time out keep their slots until their completions come (the engine still
     expects them); a command waiting behind them fails after its own timeout, not never."""
     from pynvmetcp.errors import CommandTimeout
-    from tests.reliability.proxy import FaultProxy
-
-    cfg = TargetConfig(listen=[ListenConfig("127.0.0.1", 0)],
-                       subsystems=[SubsystemConfig(NQN, namespaces=[NamespaceConfig("mem:1M")])])
 
     async def run(port, proxy):
         async with await pynvmetcp.aconnect("127.0.0.1", port, NQN, queue_size=4, kato=0,
@@ -211,8 +212,7 @@ def test_asyncio_a_command_waiting_for_a_slot_times_out_too():
             assert not q._reserved
             proxy.resume()
 
-    with Target.serve(cfg) as t, FaultProxy(("127.0.0.1", t.port)) as proxy:
-        asyncio.run(run(proxy.port, proxy))
+    asyncio.run(run(proxied.port, proxied))
 
 
 def test_large_transfers(target):

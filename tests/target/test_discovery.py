@@ -194,8 +194,7 @@ def test_a_connection_accepted_as_its_port_is_removed_is_closed_not_left_hanging
         client.connect(("127.0.0.1", port.trsvcid))  # queued in the listener's backlog
         await asyncio.sleep(0)  # the loop accepts it after this turn's callbacks
         await asyncio.sleep(0)  # the accept's task is scheduled; its transport is not made
-        await target.server.unlisten(port.portid)
-        target.registry.remove_port(port.portid)
+        await target.remove_port(port.portid)
 
     target.call(connect_then_remove)
     client.sendall(codec.ic_req())
