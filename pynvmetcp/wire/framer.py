@@ -4,7 +4,11 @@ One ``Framer`` decodes one direction of one connection. It accepts bytes either 
 ``feed(data)`` or received in place (``get_buffer()`` then ``buffer_updated(n)``, the shape of
 asyncio's BufferedProtocol and of ``socket.recv_into``), so that a large data payload is received
 straight into its final buffer: ``data_sink`` may hand out the caller's own read buffer for a
-C2HData/H2CData payload, which then never passes through an intermediate copy.
+C2HData/H2CData payload, which then never passes through an intermediate copy. While payloads
+arrive that way, headers are received through a small window (``_AFTER_LARGE``), so that the next
+large payload's start, which comes in the same receive as its header, is a small copy and not most
+of the staging buffer (−3 µs of host CPU per 128 KiB read here); a small payload found whole in
+staging opens the whole buffer again, where many small PDUs per receive is what counts.
 
 Validation follows the order the fields appear (type, flags, hlen, pdo, plen), as FreeBSD does,
 because the lowest incorrect field is the one a TermReq must report. Every length is checked
@@ -27,6 +31,7 @@ from .pdus import (PDU_CLASSES, C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, H2CDa
 _HEADER, _DATA, _DDGST = range(3)
 _DIRECT_MIN = 8192  # payload remainders at least this big are received in place
 _MIN_STAGING = 4096  # holds any PDU header up to its PDO (≤ 255 bytes) with room to receive
+_AFTER_LARGE = 4096  # receive window for headers while payloads come in place (docstring)
 _FEI_TYPE, _FEI_FLAGS, _FEI_HLEN, _FEI_PDO, _FEI_PLEN, _FEI_DATAL = 0, 1, 2, 3, 4, 16
 # Per-type facts as tuples indexed by the type byte, and the types as plain ints: the per-PDU path
 # avoids enum and dict work (reading an enum member such as PduType.R2T costs ~0.1 µs).
@@ -91,6 +96,7 @@ class Framer:
         self._data: memoryview | None = None
         self._filled = 0
         self._direct = False
+        self._in_place = False  # the last payload was received in place: expect more such
         # (message, fes, fei, header) of the fatal error, not the exception itself: the exception's
         # traceback holds frames that hold this framer, and that cycle would keep the staging and
         # data buffers of every failed connection alive until the cyclic garbage collector ran.
@@ -104,7 +110,7 @@ class Framer:
         if self._state == _DATA and self._rd == self._wr:
             remaining = len(self._data) - self._filled
             if remaining >= _DIRECT_MIN:
-                self._direct = True
+                self._direct = self._in_place = True
                 return self._data[self._filled:]
         self._direct = False
         if self._rd == self._wr:
@@ -113,6 +119,8 @@ class Framer:
             n = self._wr - self._rd
             self._buf[:n] = self._buf[self._rd:self._wr]
             self._rd, self._wr = 0, n
+        if self._in_place:
+            return self._view[self._wr:self._wr + _AFTER_LARGE]
         return self._view[self._wr:]
 
     def buffer_updated(self, nbytes: int) -> list[PduBase]:
@@ -165,6 +173,7 @@ class Framer:
                     self._rd += k
                     self._filled += k
                     if self._filled == len(self._data):
+                        self._in_place = False
                         self._data_complete(out)
                 else:  # _DDGST
                     if avail < DIGEST_LEN:
@@ -361,6 +370,7 @@ class Framer:
         if not pdu.flags & _DDGSTF and self._wr - rd >= data_len:
             view[:] = self._view[rd:rd + data_len]
             self._rd = rd + data_len
+            self._in_place = False
             out.append(pdu)
             return
         self._pdu = pdu

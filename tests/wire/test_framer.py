@@ -12,7 +12,7 @@ from pynvmetcp.errors import ProtocolError
 from pynvmetcp.spec.pdu import Fes, PduType
 from pynvmetcp.wire import codec
 from pynvmetcp.wire.crc import crc32c
-from pynvmetcp.wire.framer import Framer
+from pynvmetcp.wire.framer import _AFTER_LARGE, Framer
 from tests.wire.strategies import (RECEIVES, Case, Link, cases, decoded, expected, fields_for,
                                    links)
 
@@ -118,6 +118,30 @@ def test_big_payload_is_received_in_place():
     buf[:] = raw[24 + 1000:]
     (p,) = framer.buffer_updated(len(buf))
     assert bytes(p.data) == payload and buf.obj is p.data.obj
+
+
+def test_headers_are_received_in_a_small_window_while_payloads_come_in_place():
+    """After a payload received in place, the next receive into staging takes at most
+    _AFTER_LARGE bytes (the next large payload's start is then copied from staging, not most
+    of 64 KiB of it); a small payload, whole in staging, opens the full window again."""
+    big = random.Random(2).randbytes(100_000)
+    small = b"s" * 512
+    raw = b"".join(codec.encode(codec.c2h_data(i, 0, p, last=True))
+                   for i, p in enumerate((big, big, small, small)))
+    framer = Framer("host")
+    assert len(framer.get_buffer()) == 1 << 16  # nothing seen yet: the whole staging buffer
+    got, pos = [], 0
+    windows = []
+    while pos < len(raw):
+        buf = framer.get_buffer()
+        windows.append((framer.idle, len(buf)))
+        k = min(len(buf), len(raw) - pos)
+        buf[:k] = raw[pos:pos + k]
+        pos += k
+        got += framer.buffer_updated(k)
+    assert [bytes(p.data) for p in got] == [big, big, small, small]
+    assert windows[2] == (True, _AFTER_LARGE)  # after the first payload, received in place
+    assert len(framer.get_buffer()) > _AFTER_LARGE  # the small payloads came whole: full again
 
 
 @pytest.mark.parametrize("size", [1, 100, 8191, 8192, 65536])
