@@ -15,13 +15,14 @@ from __future__ import annotations
 import errno
 import os
 import uuid as _uuid
+from typing import Callable
 
 from ..host.identity import UUID_NQN_PREFIX, default_identity, validate_nqn
 from ..spec.opcodes import NVME_PORT
 from .errors import KernelUnavailable, connect_error
 from .options import FABRICS_DEV, build_options, parse_reply, read_supported
 from .passthru import KernelController
-from .sysfs import Sysfs
+from .sysfs import Sysfs, SysfsError
 
 
 def identity(hostnqn: str | None = None, hostid: str | _uuid.UUID | None = None
@@ -136,10 +137,16 @@ def connect(traddr: str, trsvcid: int | str = NVME_PORT, subnqn: str = "", *,
 
 def disconnect(target: KernelController | str | None = None, *, subnqn: str | None = None,
                traddr: str | None = None, trsvcid: int | str | None = None,
-               hostnqn: str | None = None, sysfs: Sysfs | None = None) -> list[str]:
+               hostnqn: str | None = None, sysfs: Sysfs | None = None,
+               on_refused: Callable[[str, SysfsError], None] | None = None) -> list[str]:
     """Delete controllers: one (a KernelController or a name like ``nvme0``), or every controller
     matching the criteria given (``subnqn`` alone = all paths to that subsystem, as
-    ``nvme disconnect -n``). Returns the names deleted."""
+    ``nvme disconnect -n``). Returns the names deleted.
+
+    The first deletion the kernel refuses raises, unless ``on_refused(name, error)`` is given:
+    then it is told and the other matches are still deleted. The kernel refuses (EBUSY) a
+    controller whose first connect is still under way, and one such path must not keep a
+    subsystem's other paths connected."""
     sysfs = sysfs or Sysfs()
     if isinstance(target, KernelController):
         target.disconnect()
@@ -149,8 +156,15 @@ def disconnect(target: KernelController | str | None = None, *, subnqn: str | No
         return [target]
     if subnqn is None and traddr is None:
         raise ValueError("give a controller, or subnqn and/or traddr to match")
-    names = [c.name for c in sysfs.find_controllers(subsysnqn=subnqn, traddr=traddr,
-                                                     trsvcid=trsvcid, hostnqn=hostnqn)]
-    for name in names:
-        sysfs.delete_controller(name)
+    names = []
+    for c in sysfs.find_controllers(subsysnqn=subnqn, traddr=traddr, trsvcid=trsvcid,
+                                    hostnqn=hostnqn):
+        try:
+            sysfs.delete_controller(c.name)
+        except SysfsError as exc:
+            if on_refused is None:
+                raise
+            on_refused(c.name, exc)
+        else:
+            names.append(c.name)
     return names

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from lightos_driver.discovery.kernel_io import IoTarget
+from lightos_driver.discovery.kernel_io import Disconnected, IoTarget
 from lightos_driver.discovery.session import LogEntry
 from tests.polling import wait_until
 
@@ -90,7 +90,7 @@ class FakeKernelIO:
             gone = [k for k in self.connected if k[2] == subsysnqn and k[3] == hostnqn]
             for k in gone:
                 del self.connected[k]
-            return [str(k) for k in gone]
+            return Disconnected([str(k) for k in gone], False)
 
     def hostid_for(self, hostnqn):
         return self.pairings.get(hostnqn)

@@ -178,8 +178,10 @@ class SettingUpKernelIO(HangingKernelIO):
 
     def disconnect_cluster(self, subsysnqn, hostnqn):
         with self.lock:
-            self.refused += sum(1 for k in self.setting_up if k[2] == subsysnqn)
-        return super().disconnect_cluster(subsysnqn, hostnqn)
+            busy = sum(1 for k in self.setting_up if k[2] == subsysnqn and k[3] == hostnqn)
+            self.refused += busy
+        done = super().disconnect_cluster(subsysnqn, hostnqn)
+        return done._replace(left=bool(busy))
 
 
 def _retired_while_a_connect_is_under_way(fakehost, svc_factory):

@@ -80,7 +80,28 @@ def test_disconnect_cluster_deletes_only_its_controllers(fakehost, kio):
     fakehost.add_controller("nvme0", subsysnqn=SUBSYSNQN)
     fakehost.add_controller("nvme1", subsysnqn=SUBSYSNQN, traddr="10.0.0.2")
     fakehost.add_controller("nvme2", subsysnqn="nqn.2016-01.com.example:other")
-    assert io.disconnect_cluster(SUBSYSNQN, fakehost.hostnqn) == ["nvme0", "nvme1"]
+    assert io.disconnect_cluster(SUBSYSNQN, fakehost.hostnqn) == (["nvme0", "nvme1"], False)
     ctl = fakehost.paths.sys / "class/nvme"
     assert (ctl / "nvme0/delete_controller").read_text() == "1"
     assert (ctl / "nvme2/delete_controller").read_text().strip() == ""
+
+
+def test_disconnect_cluster_goes_on_past_a_refused_deletion(fakehost, kio):
+    """The kernel refuses (EBUSY) to delete a controller whose first connect is under way;
+    here its delete_controller cannot be written at all. The other path is still deleted, and
+    the caller is told something is left (to retry)."""
+    io, _ = kio
+    busy = fakehost.add_controller("nvme0", subsysnqn=SUBSYSNQN)
+    fakehost.add_controller("nvme1", subsysnqn=SUBSYSNQN, traddr="10.0.0.2")
+    (busy / "delete_controller").unlink()
+    (busy / "delete_controller").mkdir()
+    assert io.disconnect_cluster(SUBSYSNQN, fakehost.hostnqn) == (["nvme1"], True)
+    assert (fakehost.paths.sys / "class/nvme/nvme1/delete_controller").read_text() == "1"
+
+
+def test_disconnect_cluster_with_sysfs_unreadable_leaves_it_to_a_retry(fakehost, kio, tmp_path):
+    io, _ = kio
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class/nvme").write_text("")  # listing it fails (not a directory)
+    io.sysfs.root = tmp_path
+    assert io.disconnect_cluster(SUBSYSNQN, fakehost.hostnqn) == ([], True)

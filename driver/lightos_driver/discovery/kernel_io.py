@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..host import UUID_NQN_PREFIX, _read
 from ..paths import Paths
@@ -34,12 +34,15 @@ class IoTarget:
         return (self.traddr, self.trsvcid, self.subsysnqn, self.hostnqn)
 
 
+class Disconnected(NamedTuple):
+    deleted: list[str]
+    left: bool  # a controller may remain: a deletion was refused, or sysfs could not be listed
+
+
 class KernelIO(Protocol):
     def ensure(self, target: IoTarget) -> str | None: ...
 
-    def controllers(self, subsysnqn: str, hostnqn: str) -> list[str]: ...
-
-    def disconnect_cluster(self, subsysnqn: str, hostnqn: str) -> list[str]: ...
+    def disconnect_cluster(self, subsysnqn: str, hostnqn: str) -> Disconnected: ...
 
     def hostid_for(self, hostnqn: str) -> str | None: ...
 
@@ -107,34 +110,29 @@ class PynvmetcpKernelIO:
                  target.subsysnqn)
         return ctrl.name
 
-    def controllers(self, subsysnqn: str, hostnqn: str) -> list[str]:
-        return [c.name for c in self.sysfs.find_controllers(subsysnqn=subsysnqn, hostnqn=hostnqn)]
+    def disconnect_cluster(self, subsysnqn: str, hostnqn: str) -> Disconnected:
+        """Delete every controller of the subsystem for this host.
 
-    def disconnect_cluster(self, subsysnqn: str, hostnqn: str) -> list[str]:
-        """Delete every controller of the subsystem for this host; the names deleted.
-
-        One at a time, going on past a failure: the kernel refuses (EBUSY) to delete a
-        controller whose first connect is still under way, and that one must not keep the
-        others. What is left is for the caller to retry (``controllers`` lists it)."""
+        The kernel refuses (EBUSY) to delete a controller whose first connect is still under
+        way; that one must not keep the others, and is for the caller to retry (``left``)."""
         from pynvmetcp import kernel
 
-        names = []
+        refused = []
+
+        def tell(name: str, exc: Exception) -> None:
+            log.warning("disconnecting %s (%s) failed: %s", name, subsysnqn, exc)
+            refused.append(name)
+
         try:
-            found = self.controllers(subsysnqn, hostnqn)
+            names = kernel.disconnect(subnqn=subsysnqn, hostnqn=hostnqn, sysfs=self.sysfs,
+                                      on_refused=tell)
         except Exception as exc:  # noqa: BLE001 - reported; the caller retries what is left
             log.warning("listing the controllers of %s failed: %s", subsysnqn, exc)
-            return names
-        for name in found:
-            try:
-                kernel.disconnect(name, sysfs=self.sysfs)
-            except Exception as exc:  # noqa: BLE001 - reported; the caller retries what is left
-                log.warning("disconnecting %s (%s) failed: %s", name, subsysnqn, exc)
-            else:
-                names.append(name)
+            return Disconnected([], True)
         if names:
             log.info("disconnected %s (%s): no entry file needs it any more", subsysnqn,
                      ", ".join(names))
-        return names
+        return Disconnected(names, bool(refused))
 
     def hostid_for(self, hostnqn: str) -> str | None:
         for c in self.sysfs.controllers():

@@ -237,20 +237,11 @@ class DiscoveryService:
         would not delete yet, and what a kernel connect still under way in the retired client
         may yet create, is left to the janitor, for as long as ``owner`` is not served again."""
         key = (subsysnqn, owner[1])
-        names = self.kernel_io.disconnect_cluster(*key)
-        if self._remaining(*key) or (client and client.applying):
+        done = self.kernel_io.disconnect_cluster(*key)
+        if done.left or (client and client.applying):
             _, clients = self._leftovers.get(key, (owner, []))
             self._leftovers[key] = (owner, clients + ([client] if client else []))
-        return names
-
-    def _remaining(self, subsysnqn: str, hostnqn: str) -> bool:
-        """Whether the kernel still has controllers of the subsystem for this host (True when
-        sysfs cannot say: the janitor looks again)."""
-        try:
-            return bool(self.kernel_io.controllers(subsysnqn, hostnqn))
-        except Exception as exc:  # noqa: BLE001 - reported; the next pass asks again
-            log.warning("listing the controllers of %s failed: %s", subsysnqn, exc)
-            return True
+        return done.deleted
 
     def _sweep_loop(self) -> None:
         while not self._stopped.wait(self.config.reconnect_interval):
@@ -267,11 +258,11 @@ class DiscoveryService:
                     if not applying:  # (what a retired client still connects is for it too)
                         del self._leftovers[key]
                     continue
-                names = self.kernel_io.disconnect_cluster(*key)
-                if not applying and not self._remaining(*key):
+                done = self.kernel_io.disconnect_cluster(*key)
+                if not applying and not done.left:
                     del self._leftovers[key]
                     log.info("subsystem %s: the controllers left by its retirement are gone "
-                             "(%s)", key[0], ", ".join(names) or "they went by themselves")
+                             "(%s)", key[0], ", ".join(done.deleted) or "they went by themselves")
 
     def _learnt(self, client: ClusterClient, new: list[Entry]) -> None:
         with self._lock:
