@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class AsyncQueue(asyncio.BufferedProtocol):
     def __init__(self, engine: HostQueue, timeout: float) -> None:
         self.engine = engine
+        self.loop = asyncio.get_running_loop()  # a queue lives and dies in the loop that opened it
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self._sender: BufferSender | None = None
@@ -49,8 +50,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
     @classmethod
     async def open(cls, traddr: str, trsvcid: int, engine: HostQueue, timeout: float,
                    connect_timeout: float) -> "AsyncQueue":
-        loop = asyncio.get_running_loop()
         q = cls(engine, timeout)
+        loop = q.loop
         q._ready = loop.create_future()
         await asyncio.wait_for(loop.create_connection(lambda: q, traddr, trsvcid),
                                connect_timeout)
@@ -145,7 +146,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
             raise self.error
         cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                  read_len=cmd.read_len, context=cmd)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         fut = loop.create_future()
         self._waiters[cid] = fut
         # Coalesced as on the blocking host: what is held leaves once half as many are held as
@@ -157,7 +158,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         return cid, fut
 
     async def execute(self, cmd: P.Command) -> Completion:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         timeout = cmd.timeout or self.timeout
         if self._slot_waiters or self._free() <= 0:
             await self._slot(timeout)
@@ -183,7 +184,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         """Wait until this command may go (behind those already waiting), for at most the
         command's timeout: commands that timed out keep their slots until their completions
         come, and a controller that never sends them must not hold later commands forever."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter = loop.create_future()
         self._slot_waiters.append(waiter)
         timer = loop.call_later(timeout, _expire_waiter, waiter, CommandTimeout(
@@ -207,7 +208,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
         """One timer per queue instead of one per command (``wait_for`` costs a timer handle and
         callbacks for every I/O): fail the commands past their deadline, re-arm while any wait."""
         self._watchdog = None
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         for cid, deadline in list(self._deadlines.items()):
             fut = self._waiters.get(cid)
             if deadline <= now:
@@ -217,7 +218,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
                     fut.set_exception(CommandTimeout(
                         f"queue {self.engine.qid}: command {cid} timed out"))
         if self._deadlines:
-            self._watchdog = asyncio.get_running_loop().call_later(self._tick, self._expire)
+            self._watchdog = self.loop.call_later(self._tick, self._expire)
 
     def close(self) -> None:
         if self.transport is not None:
