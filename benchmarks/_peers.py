@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -36,6 +37,39 @@ def serve(c):
             got += n
         while down:
             k = min(down, len(buf)); c.sendall(mv[:k]); down -= k
+while True:
+    c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# The leanest NVMe/TCP controller Python can be: ICReq answered, then every CapsuleCmd taken as a
+# Read (SLBA/NLB from the SQE) and answered with C2HData + CapsuleResp from a filled buffer of the
+# size of the target's memory namespace; no validation, no state, one thread per connection.
+BARE_TARGET = r"""
+import socket, struct, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(64)
+size = int(sys.argv[2])
+media = memoryview(bytearray(bytes(range(256)) * 512) * (size // 131072))
+XFER, RESP, RW = struct.Struct("<BBBBIHHII4x"), struct.Struct("<BBBBIIIHHHH"), struct.Struct("<QH")
+IC_RESP = struct.pack("<BBBBIHBBI112x", 1, 0, 128, 0, 128, 0, 0, 0, 131072)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if len(c.recv(128, socket.MSG_WAITALL)) < 128: return
+    c.sendall(IC_RESP)
+    buf = bytearray(72 * 256); mv = memoryview(buf); have = 0
+    while True:
+        n = c.recv_into(mv[have:])
+        if not n: return
+        have += n; out = []; pos = 0
+        while have - pos >= 72:
+            cid = buf[pos + 10] | buf[pos + 11] << 8
+            slba, nlb = RW.unpack_from(buf, pos + 48)
+            length = (nlb + 1) * 512; off = slba * 512 % (size - length + 1)
+            out += [XFER.pack(7, 4, 24, 24, 24 + length, cid, 0, 0, length),
+                    media[off:off + length], RESP.pack(5, 0, 24, 0, 24, 0, 0, 0, 0, cid, 0)]
+            pos += 72
+        buf[:have - pos] = buf[pos:have]; have -= pos
+        c.sendmsg(out)
 while True:
     c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
@@ -97,6 +131,13 @@ def target_process(size: str = "mem:256M"):
 
 
 @contextlib.contextmanager
+def bare_target(size: int = 256 << 20):
+    port = free_port()
+    with _process([sys.executable, "-c", BARE_TARGET, str(port), str(size)], port):
+        yield port
+
+
+@contextlib.contextmanager
 def raw_server():
     port = free_port()
     with _process([sys.executable, "-c", RAW_SERVER, str(port)], port):
@@ -140,6 +181,59 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class BareHost:
+    """The leanest NVMe/TCP host Python can be: a Read capsule packed in one struct call, its
+    C2HData header, payload and CapsuleResp received with exact-size receives; no validation.
+    Runs on a socket whose ICReq is done: its own (``connect``), or an I/O queue's of a
+    pynvmetcp host brought up by the real Connect (nothing outstanding there meanwhile)."""
+
+    CAPSULE = struct.Struct("<BBBBIBBHI16xQI3xBQH14x")  # CapsuleCmd + Read SQE, SGL transport
+    HEADER = 24  # C2HData and CapsuleResp headers alike
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.hdr = memoryview(bytearray(self.HEADER))
+
+    @classmethod
+    def connect(cls, port: int) -> "BareHost":
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(struct.pack("<BBBBIHBBI112x", 0, 0, 128, 0, 128, 0, 0, 0, 0))
+        if len(sock.recv(128, socket.MSG_WAITALL)) != 128:
+            raise ConnectionError("no ICResp")
+        return cls(sock)
+
+    def _send(self, cid: int, slba: int, length: int) -> None:
+        self.sock.sendall(self.CAPSULE.pack(4, 0, 72, 0, 72, 2, 0x40, cid, 1, 0, length, 0x5A,
+                                            slba, length // 512 - 1))
+
+    def _fill(self, view: memoryview) -> None:
+        got, n = 0, len(view)
+        while got < n:
+            got += self.sock.recv_into(view[got:])
+
+    def _answer(self, bufs: list) -> None:
+        self._fill(self.hdr)  # C2HData: the CID (bytes 8-9) picks the buffer
+        cid = self.hdr[8] | self.hdr[9] << 8
+        view = bufs[cid % len(bufs)]
+        self._fill(view)
+        self._fill(self.hdr)  # CapsuleResp
+
+    def read(self, slba: int, buf: memoryview) -> None:
+        """One read of ``len(buf)`` bytes at block ``slba`` (512-byte blocks), waited for."""
+        self._send(0x400, slba, len(buf))
+        self._answer([buf])
+
+    def reads(self, slbas: list[int], bufs: list[memoryview]) -> None:
+        """Reads kept ``len(bufs)`` deep, each into the buffer of its CID."""
+        depth = len(bufs)
+        for i in range(len(slbas) + depth):
+            if i >= depth:
+                self._answer(bufs)
+            if i < len(slbas):
+                self._send(0x400 + i % depth, slbas[i], len(bufs[0]))
 
 
 #: 128 KiB of data for the benchmarks' writes.
