@@ -22,6 +22,7 @@ loop's 11.8k.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -115,7 +116,8 @@ def instructions(program: Path, side: str, rounds: int, prepared: int) -> int:
     """Instructions callgrind counted for one run of ``program``."""
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                            sys.executable, str(program), side, str(rounds), str(prepared)],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})  # same dict layouts
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or not found:
         raise RuntimeError(f"callgrind run failed: {proc.stderr.strip()[-500:]}")

@@ -73,9 +73,9 @@ class SyncQueue:
 
     # ---- commands ----
     def execute(self, cmd: P.Command) -> Completion:
-        with self.lock:
-            cid = self.submit(cmd)
-            return self.wait(cid, cmd.timeout)
+        with self.lock:  # once: the lock is re-entrant, but each re-entry costs
+            cid = self._submit(cmd, cmd)
+            return self._wait(cid, time.monotonic() + (cmd.timeout or self.timeout))
 
     def submit(self, cmd: P.Command, context: object = None) -> int:
         """Queue a command without waiting (pipelining); ``wait(cid)`` collects it.
@@ -84,12 +84,16 @@ class SyncQueue:
         docstring); it is sent at the latest when this queue next waits or polls, or on
         ``flush()``. Admin commands are sent at once."""
         with self.lock:
+            return self._submit(cmd, context or cmd)
+
+    def _submit(self, cmd: P.Command, context: object) -> int:
+        if self.closed:
             self._check_open()
-            cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
-                                     read_len=cmd.read_len, context=context or cmd)
-            if self.engine.send_now():
-                self._flush()
-            return cid
+        cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
+                                 read_len=cmd.read_len, context=context)
+        if self.engine.send_now():
+            self._flush()
+        return cid
 
     def flush(self) -> None:
         """Send every command submitted so far now."""
@@ -98,12 +102,14 @@ class SyncQueue:
             self._flush()
 
     def wait(self, cid: int, timeout: float | None = None) -> Completion:
-        deadline = time.monotonic() + (timeout or self.timeout)
+        deadline = time.monotonic() + (timeout or self.timeout)  # time waiting for the lock counts
         with self.lock:
-            while cid not in self._done:
-                self._pump(deadline)
-            done = self._done.pop(cid)
-        return check(done)
+            return self._wait(cid, deadline)
+
+    def _wait(self, cid: int, deadline: float) -> Completion:
+        while cid not in self._done:
+            self._pump(deadline)
+        return check(self._done.pop(cid))
 
     def wait_any(self, timeout: float | None = None) -> Completion:
         """The next completion of any submitted command (status not checked)."""
@@ -159,7 +165,8 @@ class SyncQueue:
         if n == 0:
             self._lost("connection closed by the controller")
         events = self.engine.buffer_updated(n)
-        self._flush()  # H2CData answering R2Ts, TermReqs
+        if self.engine.outbox:  # H2CData answering R2Ts, TermReqs
+            self._flush()
         for ev in events:
             if isinstance(ev, Completion):
                 if ev.cid in self.unsolicited_cids and self.on_unsolicited:

@@ -114,14 +114,14 @@ class ControllerQueue(_QueueEngine):
             for off in range(0, n, self.c2h_chunk):
                 end = min(off + self.c2h_chunk, n)
                 last = end == n
-                self._out.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
+                self.outbox.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
                                                 success=last and success_only,
                                                 hdgst=self.hdgst, ddgst=self.ddgst,
                                                 pda=self.hpda))
         if not self.sqflow_disabled:
             self.sqhd = (self.sqhd + 1) % self.depth
         if not success_only:
-            self._out.extend(codec.capsule_resp(cid, (status & 0x7FFF) << 1, dw0=dw0, dw1=dw1,
+            self.outbox.extend(codec.capsule_resp(cid, (status & 0x7FFF) << 1, dw0=dw0, dw1=dw1,
                                                 sqhd=0 if self.sqflow_disabled else self.sqhd,
                                                 sqid=self.qid, hdgst=self.hdgst))
 
@@ -157,7 +157,7 @@ class ControllerQueue(_QueueEngine):
         self.hpda = pdu.hpda
         self.hdgst = self.framer.hdgst = bool(pdu.dgst & DigestFlags.HDGST_ENABLE)
         self.ddgst = self.framer.ddgst = bool(pdu.dgst & DigestFlags.DDGST_ENABLE)
-        self._out.append(codec.ic_resp(cpda=self.cpda, dgst=pdu.dgst,
+        self.outbox.append(codec.ic_resp(cpda=self.cpda, dgst=pdu.dgst,
                                        maxh2cdata=self.maxh2cdata))
         self.state = QueueState.LIVE
         return IcComplete(self.hdgst, self.ddgst, self.hpda, self.cpda, self.maxh2cdata,
@@ -176,7 +176,7 @@ class ControllerQueue(_QueueEngine):
             raise ProtocolError(f"more than {self.depth} commands outstanding",
                                 Fes.PDU_SEQUENCE_ERROR, 0, pdu.raw_header)
         if cid in self._cmds:
-            self._out.extend(codec.capsule_resp(cid, _status(SC_CID_CONFLICT) << 1,
+            self.outbox.extend(codec.capsule_resp(cid, _status(SC_CID_CONFLICT) << 1,
                                                 sqhd=self.sqhd, sqid=self.qid,
                                                 hdgst=self.hdgst))
             return None
@@ -212,7 +212,7 @@ class ControllerQueue(_QueueEngine):
         cmd.ttag = self._alloc_ttag()
         self._cmds[cid] = cmd
         self._ttags[cmd.ttag] = cmd
-        self._out.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
+        self.outbox.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
         return None
 
     def _alloc_ttag(self) -> int:

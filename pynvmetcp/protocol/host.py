@@ -93,7 +93,7 @@ class HostQueue(_QueueEngine):
         if self.state is not QueueState.AWAIT_IC or self._initiated:
             raise RuntimeError("initiate() called twice")
         self._initiated = True
-        self._out.append(codec.ic_req(hpda=self.hpda, dgst=self._dgst_bits(), maxr2t=self.maxr2t))
+        self.outbox.append(codec.ic_req(hpda=self.hpda, dgst=self._dgst_bits(), maxr2t=self.maxr2t))
 
     def _dgst_bits(self) -> int:
         return (DigestFlags.HDGST_ENABLE if self.want_hdgst else 0) | (
@@ -112,7 +112,8 @@ class HostQueue(_QueueEngine):
 
     def data_to_send(self) -> list:
         self.held = 0
-        return super().data_to_send()
+        out, self.outbox = self.outbox, []  # as the base class does, one call less per send
+        return out
 
     @property
     def can_submit(self) -> bool:
@@ -155,7 +156,7 @@ class HostQueue(_QueueEngine):
             _SGL.pack_into(sqe, 24, 0, length, _SGL_TRANSPORT)
         sqe[1] |= 0x40  # PSDT: SGL for data (as every Linux host command)
         self._cmds[cid] = cmd
-        self._out.extend(codec.capsule_cmd(sqe, wmv if cmd.in_capsule else None,
+        self.outbox.extend(codec.capsule_cmd(sqe, wmv if cmd.in_capsule else None,
                                            hdgst=self.hdgst, ddgst=self.ddgst, pda=self.cpda))
         self.held += 1
         return cid
@@ -219,13 +220,13 @@ class HostQueue(_QueueEngine):
     def _lookup(self, cid: int, pdu, fei: int) -> _Command:
         cmd = self._cmds.get(cid)
         if cmd is None:
-            raise ProtocolError(f"{pdu.name} for unknown command {cid:#x}",
-                                Fes.INVALID_HEADER_FIELD, fei, pdu.raw_header)
+            raise _unknown(cid, pdu, fei)
         return cmd
 
     def _response(self, pdu) -> Completion:
-        cmd = self._lookup(pdu.cid, pdu, 20)
-        del self._cmds[pdu.cid]
+        cmd = self._cmds.pop(pdu.cid, None)  # _lookup's work, inline on the per-PDU path
+        if cmd is None:
+            raise _unknown(pdu.cid, pdu, 20)
         if not self.sqflow_disabled:
             self.sqhd = pdu.sqhd
         status = (pdu.status >> 1) & 0x7FFF
@@ -251,7 +252,9 @@ class HostQueue(_QueueEngine):
         return cmd.read[pdu.datao:end]
 
     def _c2h_data(self, pdu) -> Completion | None:
-        cmd = self._lookup(pdu.cccid, pdu, 8)
+        cmd = self._cmds.get(pdu.cccid)
+        if cmd is None:
+            raise _unknown(pdu.cccid, pdu, 8)
         hdr = pdu.raw_header
         if cmd.read is None:
             raise ProtocolError("C2HData for a command without read data",
@@ -296,8 +299,13 @@ class HostQueue(_QueueEngine):
         off = pdu.r2to
         while off < end:
             n = min(self.maxh2cdata, end - off)
-            self._out.extend(codec.h2c_data(cmd.cid, pdu.ttag, off, cmd.write[off:off + n],
+            self.outbox.extend(codec.h2c_data(cmd.cid, pdu.ttag, off, cmd.write[off:off + n],
                                             last=off + n == end, hdgst=self.hdgst,
                                             ddgst=self.ddgst, pda=self.cpda))
             off += n
         cmd.sent = end
+
+
+def _unknown(cid: int, pdu, fei: int) -> ProtocolError:
+    return ProtocolError(f"{pdu.name} for unknown command {cid:#x}", Fes.INVALID_HEADER_FIELD,
+                         fei, pdu.raw_header)

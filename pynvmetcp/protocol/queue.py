@@ -37,7 +37,9 @@ class _QueueEngine:
     def __init__(self, max_data: int) -> None:
         self.framer = Framer(self._receiver, max_data=max_data)
         self.state = QueueState.AWAIT_IC
-        self._out: list = []
+        #: PDUs (as buffer lists) waiting to be sent; ``data_to_send`` hands them over. Public so
+        #: that a transport can tell whether anything waits without a call per receive.
+        self.outbox: list = []
         self.hdgst = False
         self.ddgst = False
 
@@ -53,7 +55,17 @@ class _QueueEngine:
             pdus = self.framer.buffer_updated(nbytes)
         except ProtocolError as exc:
             return [self._fatal(exc)]
-        return self._dispatch(pdus)
+        events: list = []
+        for pdu in pdus:
+            if self.state is _TERMINATED:
+                break
+            try:
+                event = self._handle(pdu)
+            except ProtocolError as exc:
+                event = self._fatal(exc)
+            if event is not None:
+                events.append(event)
+        return events
 
     def receive(self, data) -> list:
         """Feed received bytes (any segmentation); returns events."""
@@ -69,25 +81,12 @@ class _QueueEngine:
 
     def data_to_send(self) -> list:
         """Buffers to send, in order (suited to ``socket.sendmsg``); the queue forgets them."""
-        out, self._out = self._out, []
+        out, self.outbox = self.outbox, []
         return out
-
-    def _dispatch(self, pdus) -> list:
-        events: list = []
-        for pdu in pdus:
-            if self.state is _TERMINATED:
-                break
-            try:
-                event = self._handle(pdu)
-            except ProtocolError as exc:
-                event = self._fatal(exc)
-            if event is not None:
-                events.append(event)
-        return events
 
     def _fatal(self, exc: ProtocolError) -> ProtocolFailure:
         """Queue a TermReq reporting ``exc`` and stop (TermReqs themselves are never answered)."""
-        self._out.append(codec.term_req(self._term_type, exc.fes, exc.fei, exc.header))
+        self.outbox.append(codec.term_req(self._term_type, exc.fes, exc.fei, exc.header))
         self.state = QueueState.TERMINATED
         self._on_terminated(str(exc))
         return ProtocolFailure(exc)

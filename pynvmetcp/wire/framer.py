@@ -163,7 +163,15 @@ class Framer:
             while True:
                 avail = self._wr - self._rd
                 if self._state == _HEADER:
-                    if avail < 8 or not self._header(out, avail):
+                    if avail < 8:
+                        return
+                    if self.hdgst or self.ddgst or self.pda:
+                        done = self._header(out, avail)
+                    else:  # the by-value checks first; None: they leave it to the full ones
+                        done = self._plain_header(out, avail)
+                        if done is None:
+                            done = self._header(out, avail)
+                    if not done:
                         return
                 elif self._state == _DATA:
                     if not avail:
@@ -200,10 +208,6 @@ class Framer:
         rd = self._rd
         buf = self._buf
         t, flags, hlen, pdo, plen = _unpack_ch(buf, rd)
-        if not (self.hdgst or self.ddgst or self.pda):
-            done = self._plain_header(out, avail, rd, t, flags, hlen, pdo, plen)
-            if done is not None:
-                return done
         if t > 9 or t == 8 or (t & 1) != self._direction:
             self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
                        Fes.INVALID_HEADER_FIELD, _FEI_TYPE)
@@ -301,12 +305,13 @@ class Framer:
         self._deliver(out, pdu, data_len)
         return True
 
-    def _plain_header(self, out: list[PduBase], avail: int, rd: int, t: int, flags: int,
-                      hlen: int, pdo: int, plen: int) -> bool | None:
+    def _plain_header(self, out: list[PduBase], avail: int) -> bool | None:
         """The frequent PDUs of a link without digests or padding, checked by value: each
         field equal to a value the full checks in ``_header`` allow (the usual one: PDO
         right after the header), in a fraction of their time. None: not such a PDU, the full
         checks decide (and name the wrong field)."""
+        rd = self._rd
+        t, flags, hlen, pdo, plen = _unpack_ch(self._buf, rd)
         xfer, xfer_record, xfer_flags = self._xfer
         if t == xfer:  # C2HData to a host, H2CData to a controller
             if (hlen != 24 or pdo != 24 or flags not in xfer_flags
