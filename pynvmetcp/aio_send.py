@@ -30,7 +30,7 @@ class BufferSender:
             self.transport.writelines(buffers)  # let the transport report the failure
             return
         for i, buf in enumerate(buffers):
-            n = len(buf) if not isinstance(buf, memoryview) else buf.nbytes
+            n = buf.nbytes if type(buf) is memoryview else len(buf)
             if sent < n:
                 rest = [memoryview(buf)[sent:]] + list(buffers[i + 1:])
                 self.transport.writelines(rest)

@@ -111,13 +111,19 @@ class ControllerQueue(_QueueEngine):
                 raise ValueError(f"{len(mv)} bytes of data for a {cmd.c2h_length}-byte read")
             success_only = self.sqflow_disabled and dw0 == 0 and dw1 == 0
             n = len(mv)
-            for off in range(0, n, self.c2h_chunk):
-                end = min(off + self.c2h_chunk, n)
-                last = end == n
-                self.outbox.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
-                                                success=last and success_only,
-                                                hdgst=self.hdgst, ddgst=self.ddgst,
-                                                pda=self.hpda))
+            chunk = self.c2h_chunk
+            if n <= chunk:  # one PDU: most reads
+                self.outbox.extend(codec.c2h_data(cid, 0, mv, last=True, success=success_only,
+                                                  hdgst=self.hdgst, ddgst=self.ddgst,
+                                                  pda=self.hpda))
+            else:
+                for off in range(0, n, chunk):
+                    end = min(off + chunk, n)
+                    last = end == n
+                    self.outbox.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
+                                                      success=last and success_only,
+                                                      hdgst=self.hdgst, ddgst=self.ddgst,
+                                                      pda=self.hpda))
         if not self.sqflow_disabled:
             self.sqhd = (self.sqhd + 1) % self.depth
         if not success_only:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Callable
 
 from ..aio_send import BufferSender
@@ -35,6 +36,7 @@ CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is
 # the next turn makes the transport, which calls connection_made in the turn after (FIFO order);
 # two, and one more to spare.
 _ACCEPT_TURNS = 3
+_TERMINATED = QueueState.TERMINATED  # read twice per receive: a module global, not an enum lookup
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -87,14 +89,14 @@ class Connection(asyncio.BufferedProtocol):
             self.close("no Connect in time")
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.closing or self.engine.state is QueueState.TERMINATED:
+        if self.closing or self.engine.state is _TERMINATED:
             if self._scratch is None:
                 self._scratch = bytearray(65536)
             return memoryview(self._scratch)  # bytes after a fatal error are read and dropped
         return self.engine.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.closing or self.engine.state is QueueState.TERMINATED:
+        if self.closing or self.engine.state is _TERMINATED:
             return
         self._batch = True
         try:
@@ -130,8 +132,8 @@ class Connection(asyncio.BufferedProtocol):
     def _event(self, event) -> None:
         if type(event) is CommandReceived:
             if self.controller is not None:
-                self.controller.execute(self, event.cid, event.sqe, event.data,
-                                        event.c2h_length)
+                cid, sqe, data, c2h_length = event
+                self.controller.execute(self, cid, sqe, data, c2h_length)
             else:
                 self._before_connect(event)
         elif type(event) is ProtocolFailure:
@@ -217,8 +219,9 @@ class TargetServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
 
-    def clock(self) -> float:
-        return self._loop.time() if self._loop else 0.0
+    #: The controllers' clock: the event loop's own (asyncio's ``loop.time()`` is this), read
+    #: once per command for keep-alive, so called directly rather than through the loop.
+    clock = staticmethod(time.monotonic)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
