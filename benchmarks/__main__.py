@@ -95,6 +95,13 @@ GOALS = [
      "host engine, thousands of instructions per 4 KiB read at QD32 (callgrind: no noise)"),
     ("instructions_engine_vs_struct", "info", 0.0,
      "instructions of the bare struct loop / of the host engine, same bytes"),
+    ("instructions_qd1_host_k", "info", 0.0,
+     "blocking host queue, thousands of instructions per QD1 4 KiB read (callgrind)"),
+    ("instructions_qd1_host_vs_bare", "info", 0.0, "instructions of the bare host / host queue"),
+    ("instructions_qd1_target_k", "info", 0.0,
+     "target process, thousands of instructions per QD1 4 KiB read (callgrind)"),
+    ("instructions_qd1_target_vs_bare", "info", 0.0,
+     "instructions of the bare target / pynvmetcp target"),
 ]
 
 

@@ -96,7 +96,7 @@ def pin_client() -> None:
         os.sched_setaffinity(0, {CORES[0]})
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -112,7 +112,7 @@ def _process(cmd: list[str], port: int):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {server_core()}))
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc)
         yield proc
     finally:
         proc.terminate()

@@ -15,16 +15,26 @@ per read (start-up and imports cancel out).
   unpacks each received header, the payload is copied into the same buffer; no validation,
   no state, no objects.
 
+Then each side of a 4 KiB read at queue depth 1, where benchmarks/floor.py finds the gap to
+the raw socket (whatever a side costs is paid in series there):
+
+* host: the blocking host's queue (``SyncQueue`` and its engine) reads over a socketpair whose
+  other end already holds the answer, against ``_peers.BareHost`` doing the same;
+* target: callgrind on the target process, read by a ``BareHost`` from outside it (at QD1 one
+  loop turn per read), against ``_peers.BARE_TARGET`` read the same way.
+
 Last lines: ``RATIO instructions_engine_vs_struct=…`` (baseline / engine instructions; 1 would
-be as cheap as the bare loop) and ``RATIO instructions_per_read_k=…`` (thousands per read).
-Measured so far: 64.7k per read (98.1k before the third session of 2026-11-30), 5.5× the bare
-loop's 11.8k.
+be as cheap as the bare loop), ``RATIO instructions_per_read_k=…`` (thousands per read), and
+``instructions_qd1_host_k`` / ``instructions_qd1_target_k`` with their ``…_vs_bare`` ratios.
+Measured so far: engine 63.4k per read (98.1k before the third session of 2026-11-30); at QD1
+the host queue 89.0k (100.2k before the fourth), the target 92.7k (100.5k before the fourth).
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,17 +43,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import Report, parse_args  # noqa: E402
+from benchmarks._peers import BARE_TARGET, NQN, BareHost, free_port, wait_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = 32
 
 # The program each side runs under callgrind: argv = side, rounds to run, rounds to prepare (the
-# same in both runs of a side, so preparing them cancels out too).
+# same in every run, so preparing them cancels out too; every side imports the same modules, so
+# one run without rounds serves them all).
 PROGRAM = r'''
 import sys
 sys.path.insert(0, ROOT)
+import socket
+from benchmarks._peers import BareHost
 from benchmarks.codec import CH, HDR_CMD, RESP_PSH, XFER_PSH
 from pynvmetcp.host import commands as C
+from pynvmetcp.host.procedures import Command
+from pynvmetcp.host.sync import SyncQueue
 from pynvmetcp.protocol import ControllerQueue, HostQueue
 from pynvmetcp.wire import codec
 
@@ -106,27 +122,99 @@ def bare(stream):
         off += plen
 
 
-run = engine if side == "engine" else bare
-for s in streams[:rounds]:
-    run(s)
+def queue_qd1():
+    """The blocking host's queue, one read at a time over a socketpair."""
+    near, far = socket.socketpair()
+    answers = [stream[i * 4144:(i + 1) * 4144] for stream in streams for i in range(D)]
+    sink = bytearray(1 << 16)
+    if side == "queue":
+        q = SyncQueue(near, host, 10.0)
+        for r in range(rounds * D):
+            far.send(answers[r])
+            q.execute(Command(sqes[0], read_into=bufs[0]))
+            far.recv_into(sink)
+    else:
+        bare = BareHost(near)
+        view = memoryview(bufs[0])
+        for r in range(rounds * D):
+            far.send(answers[r])
+            bare.read(0, view)
+            far.recv_into(sink)
+
+
+if side in ("queue", "queue-bare"):
+    queue_qd1()
+else:
+    run = engine if side == "engine" else bare
+    for s in streams[:rounds]:
+        run(s)
 '''
+
+# A target under callgrind, read at QD1 by a BareHost from this process: the instructions of
+# ``reads`` reads minus those of a run without them, per read.
+TARGETS = {
+    "target": lambda port: [sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen",
+                            f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", "mem:16M"],
+    "target-bare": lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(16 << 20)],
+}
+
+
+CALLGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+ENV = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict layouts in every run
+
+
+def _collected(returncode: int, stderr: str) -> int:
+    found = re.search(r"Collected : (\d+)", stderr)
+    if returncode != 0 or not found:
+        raise RuntimeError(f"callgrind run failed: {stderr.strip()[-500:]}")
+    return int(found[1])
 
 
 def instructions(program: Path, side: str, rounds: int, prepared: int) -> int:
     """Instructions callgrind counted for one run of ``program``."""
-    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                           sys.executable, str(program), side, str(rounds), str(prepared)],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONHASHSEED": "0"})  # same dict layouts
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or not found:
-        raise RuntimeError(f"callgrind run failed: {proc.stderr.strip()[-500:]}")
-    return int(found[1])
+    proc = subprocess.run([*CALLGRIND, sys.executable, str(program), side, str(rounds),
+                           str(prepared)], capture_output=True, text=True, timeout=900, env=ENV)
+    return _collected(proc.returncode, proc.stderr)
 
 
-def per_read(program: Path, side: str, rounds: int) -> float:
-    return (instructions(program, side, rounds, rounds)
-            - instructions(program, side, 0, rounds)) / (rounds * DEPTH)
+def target_instructions(kind: str, reads: int) -> int:
+    """Instructions of one target process run serving ``reads`` QD1 4 KiB reads."""
+    import pynvmetcp
+
+    port = free_port()
+    proc = subprocess.Popen([*CALLGRIND, *TARGETS[kind](port)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port, proc, timeout=120)  # start-up under callgrind takes seconds
+        buf = memoryview(bytearray(4096))
+        if kind == "target":  # the real Connect first; then its I/O queue is read bare
+            with pynvmetcp.connect("127.0.0.1", port, NQN, nr_io_queues=1, kato=0,
+                                   ctrl_loss_tmo=0, timeout=60) as ctrl:
+                host = BareHost(ctrl.io[0].sock)
+                for _ in range(reads):
+                    host.read(0, buf)
+        else:
+            host = BareHost.connect(port)
+            for _ in range(reads):
+                host.read(0, buf)
+            host.sock.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return _collected(0 if proc.returncode in (0, -signal.SIGINT, 130) else proc.returncode,
+                      err)
+
+
+def target_per_read(kind: str, reads: int) -> float:
+    return (target_instructions(kind, reads) - target_instructions(kind, 0)) / reads
+
+
+def per_read(program: Path, side: str, rounds: int, empty: int) -> float:
+    """Per read of ``side``, given the instructions of a run without rounds."""
+    return (instructions(program, side, rounds, rounds) - empty) / (rounds * DEPTH)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,12 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "program.py"
         program.write_text(f"ROOT = {str(ROOT)!r}\nDEPTH = {DEPTH}\n" + PROGRAM)
-        engine = per_read(program, "engine", rounds)
-        bare = per_read(program, "bare", rounds)
+        empty = instructions(program, "engine", 0, rounds)
+        engine, bare, queue, queue_bare = (per_read(program, side, rounds, empty)
+                                           for side in ("engine", "bare", "queue", "queue-bare"))
+    reads = rounds * DEPTH // 4
+    target = target_per_read("target", reads)
+    target_bare = target_per_read("target-bare", reads)
     report.note(f"host engine: {engine / 1e3:.1f}k instructions per read; bare struct loop: "
                 f"{bare / 1e3:.1f}k ({rounds} rounds of {DEPTH})")
+    report.note(f"QD1, host queue: {queue / 1e3:.1f}k per read, bare host {queue_bare / 1e3:.1f}k;"
+                f" target: {target / 1e3:.1f}k, bare target {target_bare / 1e3:.1f}k "
+                f"({reads} reads)")
     report.ratio("instructions_engine_vs_struct", bare / engine)
     report.ratio("instructions_per_read_k", engine / 1e3)
+    report.ratio("instructions_qd1_host_k", queue / 1e3)
+    report.ratio("instructions_qd1_host_vs_bare", queue_bare / queue)
+    report.ratio("instructions_qd1_target_k", target / 1e3)
+    report.ratio("instructions_qd1_target_vs_bare", target_bare / target)
     return report.finish()
 
 

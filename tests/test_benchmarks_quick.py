@@ -17,7 +17,11 @@ RATIO = re.compile(r"^RATIO ([A-Za-z0-9_]+)=(\S+)$")
 EXPECTED = {"codec": {"codec_decode_vs_struct", "codec_encode_vs_struct",
                       "construct_compiled_vs_interpreted"},
             "digest": {"digest_vs_memcpy_4k", "digest_vs_memcpy_64k", "digest_vs_memcpy_1m"},
-            "instructions": {"instructions_engine_vs_struct", "instructions_per_read_k"}}
+            "instructions": {"instructions_engine_vs_struct", "instructions_per_read_k",
+                             "instructions_qd1_host_k", "instructions_qd1_host_vs_bare",
+                             "instructions_qd1_target_k", "instructions_qd1_target_vs_bare"},
+            "floor": {"qd1_floor_vs_raw", "qd1_host_vs_floor", "qd1_target_vs_floor",
+                      "read128_floor_vs_raw", "read128_host_vs_floor", "read128_target_vs_floor"}}
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
