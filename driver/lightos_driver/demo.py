@@ -232,8 +232,7 @@ class KernelFlow:
 
     def close(self) -> None:
         self.service.stop()
-        for c in self.controllers():
-            kernel.disconnect(c.name)
+        kernel.disconnect(subnqn=self.cluster.subsysnqn, hostnqn=self.hostnqn)
 
 
 def run(mode: str) -> None:

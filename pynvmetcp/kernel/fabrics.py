@@ -141,7 +141,8 @@ def disconnect(target: KernelController | str | None = None, *, subnqn: str | No
                on_refused: Callable[[str, SysfsError], None] | None = None) -> list[str]:
     """Delete controllers: one (a KernelController or a name like ``nvme0``), or every controller
     matching the criteria given (``subnqn`` alone = all paths to that subsystem, as
-    ``nvme disconnect -n``). Returns the names deleted.
+    ``nvme disconnect -n``; ``hostnqn`` alone = everything one host identity connected).
+    Returns the names deleted.
 
     The first deletion the kernel refuses raises, unless ``on_refused(name, error)`` is given:
     then it is told and the other matches are still deleted. The kernel refuses (EBUSY) a
@@ -154,8 +155,8 @@ def disconnect(target: KernelController | str | None = None, *, subnqn: str | No
     if target is not None:
         sysfs.delete_controller(target)
         return [target]
-    if subnqn is None and traddr is None:
-        raise ValueError("give a controller, or subnqn and/or traddr to match")
+    if subnqn is None and traddr is None and hostnqn is None:
+        raise ValueError("give a controller, or subnqn, traddr and/or hostnqn to match")
     names = []
     for c in sysfs.find_controllers(subsysnqn=subnqn, traddr=traddr, trsvcid=trsvcid,
                                     hostnqn=hostnqn):

@@ -397,16 +397,14 @@ def delete_all_controllers(timeout: float = 120) -> None:
     is setting up refuses deletion (EBUSY) until that connect ends (within the kernel's admin
     timeout), so it is deleted once it can be."""
     def all_deleted() -> bool:
-        busy = False
-        for c in kernel.controllers():
-            if c.hostnqn != HOSTNQN:
-                continue
-            try:
-                kernel.disconnect(c.name)
-            except SysfsError as exc:
-                if getattr(exc.__cause__, "errno", None) != errno.EBUSY:
-                    raise
-                busy = True
+        busy = []
+
+        def refused(name: str, exc: SysfsError) -> None:
+            if getattr(exc.__cause__, "errno", None) != errno.EBUSY:
+                raise exc
+            busy.append(name)
+
+        kernel.disconnect(hostnqn=HOSTNQN, on_refused=refused)
         return not busy
 
     wait_until(all_deleted, timeout, "controllers busy with a connect to be deleted", interval=1)

@@ -17,6 +17,7 @@ from pynvmetcp.kernel.sysfs import Sysfs, SysfsError
 TREE = Path(__file__).parent / "sysfs_tree"
 NQN = "nqn.2024-01.io.pynvmetcp:kernel-fallback"  # nvme0 and nvme1
 CTL = "devices/virtual/nvme-fabrics/ctl"
+HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:aed91044-64b5-43e7-9d0a-450903fa7dc6"
 
 
 @pytest.fixture
@@ -75,3 +76,13 @@ def test_cli_disconnect_by_subsystem_and_by_device(tree, capsys):
     assert deleted(tree, "nvme2") and not deleted(tree, "nvme3")
     assert _run("-n", "nqn.2024-01.io.pynvmetcp:none", "--sysfs", str(tree)) == 1
     assert "no controller matched" in capsys.readouterr().out
+
+
+def test_everything_of_one_host_identity(tree):
+    """``hostnqn`` alone matches every controller that host NQN connected (all four in the
+    recorded tree); a criterion is still required."""
+    s = Sysfs(tree)
+    assert kernel.disconnect(hostnqn="nqn.2014-08.org.example:another-host", sysfs=s) == []
+    assert kernel.disconnect(hostnqn=HOSTNQN, sysfs=s) == ["nvme0", "nvme1", "nvme2", "nvme3"]
+    with pytest.raises(ValueError, match="give a controller"):
+        kernel.disconnect(sysfs=s)
