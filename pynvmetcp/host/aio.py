@@ -80,7 +80,8 @@ class AsyncQueue(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         events = self.engine.buffer_updated(nbytes)
-        self._flush()
+        if self.engine.outbox:  # H2CData answering R2Ts, TermReqs
+            self._flush()
         for ev in events:
             if isinstance(ev, Completion):
                 if ev.cid in self.unsolicited_cids and self.on_unsolicited:
