@@ -26,8 +26,9 @@ the raw socket (whatever a side costs is paid in series there):
 Last lines: ``RATIO instructions_engine_vs_struct=…`` (baseline / engine instructions; 1 would
 be as cheap as the bare loop), ``RATIO instructions_per_read_k=…`` (thousands per read), and
 ``instructions_qd1_host_k`` / ``instructions_qd1_target_k`` with their ``…_vs_bare`` ratios.
-Measured so far: engine 63.4k per read (98.1k before the third session of 2026-11-30); at QD1
-the host queue 89.0k (100.2k before the fourth), the target 92.7k (100.5k before the fourth).
+Recorded (benchmarks/RESULTS.md, 2026-11-30): engine 62.4k per read (98.1k before the third
+session that day); at QD1 the host queue 89.3k (100.2k before the fourth session), the target
+92.8k (100.5k before it).
 """
 from __future__ import annotations
 
