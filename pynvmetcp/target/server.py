@@ -216,7 +216,6 @@ class TargetServer:
         self.keepalive_tick = keepalive_tick
         self.connections: set[Connection] = set()
         self.listeners: dict[int, asyncio.base_events.Server] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
 
     #: The controllers' clock: the event loop's own (asyncio's ``loop.time()`` is this), read
@@ -224,14 +223,13 @@ class TargetServer:
     clock = staticmethod(time.monotonic)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         try:
             for port in list(self.registry.ports.values()):
                 await self.listen(port)
         except BaseException:
             await self.close()
             raise
-        self._ticker = self._loop.create_task(self._keepalive())
+        self._ticker = asyncio.get_running_loop().create_task(self._keepalive())
 
     async def listen(self, port: Port) -> None:
         """Start serving ``port`` (already in the registry); an ephemeral port learns its number."""
@@ -260,11 +258,7 @@ class TargetServer:
         server = self.listeners.pop(portid, None)
         if server is None:
             return
-        loop = asyncio.get_running_loop()
-        for sock in server.sockets:
-            loop.remove_reader(sock.fileno())
-        for _ in range(_ACCEPT_TURNS):
-            await asyncio.sleep(0)
+        await _stop_accepting([server])
         server.close()
         for conn in list(self.connections):
             if conn.port.portid == portid:
@@ -286,6 +280,7 @@ class TargetServer:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        await _stop_accepting(self.listeners.values())  # as unlisten, for the same race
         for server in self.listeners.values():
             server.close()
         self.registry.close()
@@ -302,3 +297,14 @@ class TargetServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+
+
+async def _stop_accepting(servers) -> None:
+    """Take the listeners' sockets out of the loop, then let what they already accepted
+    become transports (see ``TargetServer.unlisten``) before anyone closes the listeners."""
+    loop = asyncio.get_running_loop()
+    for server in servers:
+        for sock in server.sockets:
+            loop.remove_reader(sock.fileno())
+    for _ in range(_ACCEPT_TURNS):
+        await asyncio.sleep(0)
