@@ -105,14 +105,19 @@ class AttachMarker:
         except OSError:
             fd = None
         try:
-            mine = created or _handed_over.get(self._key, False) or (
-                fd is not None and os.pread(fd, 1, 0) == b"1")
+            # the hand-over lives in the marker file; in memory only where there is no file
+            # (a copy in memory would outlive a hand-over that another process settled)
+            handed = (os.pread(fd, 1, 0) == b"1" if fd is not None
+                      else _handed_over.get(self._key, False))
+            mine = created or handed
             if _local_waiting.get(self._key) or (fd is not None and _locked_by_others(fd)):
                 pending = mine and not found
-                _handed_over[self._key] = pending
                 if fd is not None:
                     os.ftruncate(fd, 0)
-                    os.pwrite(fd, b"1" if pending else b"", 0)
+                    if pending:
+                        os.pwrite(fd, b"1", 0)
+                else:
+                    _handed_over[self._key] = pending
                 return False
             _handed_over.pop(self._key, None)
             if fd is not None:

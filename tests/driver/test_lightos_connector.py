@@ -295,6 +295,28 @@ def test_without_a_marker_file_attaches_of_this_process_still_see_each_other(fak
     assert device_appears_for(fakehost, *second).endswith("/nvme0n1") and conf.exists()
 
 
+def test_a_hand_over_settled_by_another_process_is_not_taken_again(fakehost):
+    """This process's attach gives up while one in another process (its shared flock, here
+    taken on a separate open file) still waits: the removal duty is handed over. That other
+    attach settles last and the hand-over is done. A later attach here that did not create the
+    entry file must not find the old hand-over and remove the file."""
+    import fcntl
+
+    from lightos_driver.locking import AttachMarker
+
+    path = fakehost.paths.attach_marker(VOLUME_UUID)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first = AttachMarker(path).hold()
+    other = os.open(path, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_SH)  # the other process's waiting attach
+    first.release()
+    assert first.settle(created=True, found=False) is False  # handed over, not removed here
+    assert path.read_bytes() == b"1"
+    os.close(other)  # the other process's attach settles last: it removes the file itself
+    path.unlink()
+    later = AttachMarker(path).hold()
+    later.release()
+    assert later.settle(created=False, found=False) is False
 
 
 def test_connect_twice_does_not_rewrite(fakehost):
