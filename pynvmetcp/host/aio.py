@@ -128,6 +128,10 @@ class AsyncQueue(asyncio.BufferedProtocol):
                 fut.set_exception(self.error)
         self._waiters.clear()
         self._slot_waiters.clear()
+        self._deadlines.clear()  # nothing left to time out: the watchdog stops
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.transport is not None:
             self.transport.close()
 
@@ -211,9 +215,9 @@ class AsyncQueue(asyncio.BufferedProtocol):
         self._watchdog = None
         now = self.loop.time()
         for cid, deadline in list(self._deadlines.items()):
-            fut = self._waiters.get(cid)
             if deadline <= now:
                 self._deadlines.pop(cid, None)
+                fut = self._waiters.get(cid)
                 if fut is not None and not fut.done():
                     self._waiters.pop(cid, None)
                     fut.set_exception(CommandTimeout(
