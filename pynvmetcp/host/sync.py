@@ -87,8 +87,7 @@ class SyncQueue:
             return self._submit(cmd, context or cmd)
 
     def _submit(self, cmd: P.Command, context: object) -> int:
-        if self.closed:
-            self._check_open()
+        self._check_open()
         cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                  read_len=cmd.read_len, context=context)
         if self.engine.send_now():

@@ -112,18 +112,16 @@ class ControllerQueue(_QueueEngine):
             success_only = self.sqflow_disabled and dw0 == 0 and dw1 == 0
             n = len(mv)
             chunk = self.c2h_chunk
-            if n <= chunk:  # one PDU: most reads
-                self.outbox.extend(codec.c2h_data(cid, 0, mv, last=True, success=success_only,
+            # (offset, piece) per C2HData; most reads are one PDU, without slicing or a range
+            pieces = (((0, mv),) if n <= chunk
+                      else [(off, mv[off:off + chunk]) for off in range(0, n, chunk)])
+            final = pieces[-1][0]
+            for off, piece in pieces:
+                last = off == final
+                self.outbox.extend(codec.c2h_data(cid, off, piece, last=last,
+                                                  success=last and success_only,
                                                   hdgst=self.hdgst, ddgst=self.ddgst,
                                                   pda=self.hpda))
-            else:
-                for off in range(0, n, chunk):
-                    end = min(off + chunk, n)
-                    last = end == n
-                    self.outbox.extend(codec.c2h_data(cid, off, mv[off:end], last=last,
-                                                      success=last and success_only,
-                                                      hdgst=self.hdgst, ddgst=self.ddgst,
-                                                      pda=self.hpda))
         if not self.sqflow_disabled:
             self.sqhd = (self.sqhd + 1) % self.depth
         if not success_only:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from .config import ConfigError, NamespaceConfig, TargetConfig, build_namespace
 from .discovery import Referral
@@ -223,8 +223,9 @@ class Target:
         self.call(self.registry.discovery.remove_referral, traddr, trsvcid)
 
     def add_port(self, traddr: str, trsvcid: int, *, discovery_only: bool = False,
-                 portid: int = 0) -> Port:
-        """Listen on one more address (trsvcid 0: ephemeral); returns the bound port."""
+                 portid: int = 0) -> Port | Awaitable[Port]:
+        """Listen on one more address (trsvcid 0: ephemeral); returns the bound port (from
+        inside the target's loop: a coroutine to await, as ``call`` says)."""
         async def add() -> Port:
             pid = portid or max(self.registry.ports, default=0) + 1
             port = self.registry.add_port(Port(pid, traddr, trsvcid, discovery_only))
@@ -236,7 +237,7 @@ class Target:
             return port
         return self.call(add)
 
-    def remove_port(self, portid: int):
+    def remove_port(self, portid: int) -> None | Awaitable[None]:
         """Stop listening on a port and end the associations made through it (from inside
         the target's loop: a coroutine to await, as ``call`` says)."""
         async def remove() -> None:
