@@ -144,6 +144,16 @@ def raw_server():
         yield port
 
 
+def recv_exact(sock: socket.socket, view: memoryview) -> None:
+    """Fill ``view`` from ``sock`` (the peer closing first is an error, not a spin)."""
+    got, size = 0, len(view)
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if not n:
+            raise ConnectionError("the peer closed the connection")
+        got += n
+
+
 class RawClient:
     """Request/response over a plain socket: ``up`` bytes out, ``down`` bytes back."""
 
@@ -172,12 +182,7 @@ class RawClient:
         self._receive(16)
 
     def _receive(self, size: int) -> None:
-        got = 0
-        while got < size:
-            n = self.sock.recv_into(self.mv[got:size])
-            if not n:
-                raise ConnectionError("raw server closed")
-            got += n
+        recv_exact(self.sock, self.mv[:size])
 
     def close(self) -> None:
         self.sock.close()
@@ -209,17 +214,12 @@ class BareHost:
         self.sock.sendall(self.CAPSULE.pack(4, 0, 72, 0, 72, 2, 0x40, cid, 1, 0, length, 0x5A,
                                             slba, length // 512 - 1))
 
-    def _fill(self, view: memoryview) -> None:
-        got, n = 0, len(view)
-        while got < n:
-            got += self.sock.recv_into(view[got:])
-
     def _answer(self, bufs: list) -> None:
-        self._fill(self.hdr)  # C2HData: the CID (bytes 8-9) picks the buffer
+        recv_exact(self.sock, self.hdr)  # C2HData: the CID (bytes 8-9) picks the buffer
         cid = self.hdr[8] | self.hdr[9] << 8
         view = bufs[cid % len(bufs)]
-        self._fill(view)
-        self._fill(self.hdr)  # CapsuleResp
+        recv_exact(self.sock, view)
+        recv_exact(self.sock, self.hdr)  # CapsuleResp
 
     def read(self, slba: int, buf: memoryview) -> None:
         """One read of ``len(buf)`` bytes at block ``slba`` (512-byte blocks), waited for."""

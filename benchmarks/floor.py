@@ -21,6 +21,7 @@ three for ``read128_``.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             qd1 = dict(rounds=args.rounds, number=number, bytes_per_op=SMALL)
             large = dict(rounds=args.rounds, number=calls, ops_per_call=PER_CALL,
                          bytes_per_op=LARGE)
-            turn = iter(range(1 << 30))  # each call reads the next 4 MiB of the namespace
+            turn = itertools.count()  # each call reads the next 4 MiB of the namespace
 
             def seq(side):
                 return lambda: side.reads(_slbas(next(turn)))
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                      ("raw socket stream", lambda: raw.stream_down(LARGE, PER_CALL)), large),
                     ("read128_host_vs_floor", ("pynvmetcp host ↔ bare target", seq(ours)),
                      ("bare ↔ bare", seq(floor)), large),
-                    ("read128_target_vs_floor", ("bare host ↔ pynvmetcp target", seq(into_target)),
+                    ("read128_target_vs_floor",
+                     ("bare host ↔ pynvmetcp target", seq(into_target)),
                      ("bare ↔ bare", seq(floor)), large)):
                 what = ("QD1 4 KiB read" if how is qd1 else f"128 KiB reads, {DEPTH} deep")
                 row = report.add(compare(f"{what}: {key}", candidate, baseline, **how))

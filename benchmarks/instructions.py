@@ -5,8 +5,9 @@ Why it matters: on the machines here wall-clock results of one tree swing by ±2
 run (benchmarks/RESULTS.md), so a change worth 5 % cannot be told from noise by timing.
 ``valgrind --tool=callgrind`` counts the instructions a process executes: the same count for the
 same program and inputs, whatever else the machine does. Each side runs in its own interpreter
-twice, with and without the measured rounds, and the difference divided by the reads is its cost
-per read (start-up and imports cancel out).
+with the measured rounds, and its count minus that of a run without rounds (one such run serves
+the host sides, which import the same modules; each target its own), divided by the reads, is its
+cost per read (start-up and imports cancel out).
 
 * candidate: the sans-I/O host engine (``protocol.HostQueue``) submits 32 reads, encodes their
   CapsuleCmds, then decodes the controller's 32 C2HData + CapsuleResp from a receive buffer
@@ -126,7 +127,8 @@ def bare(stream):
 def queue_qd1():
     """The blocking host's queue, one read at a time over a socketpair."""
     near, far = socket.socketpair()
-    answers = [stream[i * 4144:(i + 1) * 4144] for stream in streams for i in range(D)]
+    size = len(streams[0]) // D  # one read's C2HData + CapsuleResp
+    answers = [stream[i * size:(i + 1) * size] for stream in streams for i in range(D)]
     sink = bytearray(1 << 16)
     if side == "queue":
         q = SyncQueue(near, host, 10.0)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pynvmetcp  # noqa: E402
 from benchmarks._harness import Report, compare, parse_args  # noqa: E402
-from benchmarks._peers import (NQN, PATTERN, RawClient, fill_namespace, keep_deep, pin_client,  # noqa: E402
-                              raw_server, target_process)
+from benchmarks._peers import (NQN, PATTERN, RawClient, fill_namespace,  # noqa: E402
+                              keep_deep, pin_client, raw_server, target_process)
 from pynvmetcp.host import commands as C  # noqa: E402
 from pynvmetcp.host.procedures import Command  # noqa: E402
 
@@ -36,12 +36,11 @@ BLOCKS_PER_CALL = 32  # one timed call moves this many blocks, pipelined or stre
 class Sequential:
     """Consecutive 128 KiB commands on one I/O queue, ``DEPTH`` outstanding."""
 
-    def __init__(self, ns, data: bytes) -> None:
+    def __init__(self, ns) -> None:
         self.q = ns.ctrl.io[0]
         self.ns = ns
         self.blocks = SIZE // self.ns.block_size
         self.span = self.ns.nblocks // self.blocks
-        self.data = data
         self.bufs = [bytearray(SIZE) for _ in range(DEPTH)]
         self.pos = 0
 
@@ -54,7 +53,7 @@ class Sequential:
                        read_into=self.bufs[i % DEPTH])
 
     def _write(self, i: int) -> Command:
-        return Command(C.write(self.ns.nsid, self._next_lba(), self.blocks), write=self.data)
+        return Command(C.write(self.ns.nsid, self._next_lba(), self.blocks), write=PATTERN)
 
     def reads(self) -> None:
         keep_deep(self.q, self._read, BLOCKS_PER_CALL, DEPTH)
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                                ctrl_loss_tmo=0) as ctrl:
             ns = ctrl.namespace(1)
             fill_namespace(ns)
-            seq = Sequential(ns, PATTERN)
+            seq = Sequential(ns)
             common = dict(rounds=args.rounds, number=number, ops_per_call=BLOCKS_PER_CALL,
                           bytes_per_op=SIZE)
             row = report.add(compare(

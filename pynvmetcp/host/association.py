@@ -20,7 +20,7 @@ from ..spec.opcodes import AsyncEventNotice, AsyncEventType
 from ..spec.pdu import PduType
 from . import commands as C
 from . import procedures as P
-from .api import ControllerApi
+from .api import ControllerApi, _none
 from .procedures import Command
 from .identity import ConnectParams
 
@@ -142,7 +142,7 @@ class Association(ControllerApi):
             self.event_handlers.append(handler)
             if not self._aer_wanted:
                 self.arm_async_events(1)
-        return self._run(self._configure_events(undo, subscribed))
+        return self._run(self._configure_events(undo, subscribed), _none)  # returns nothing
 
     def _configure_events(self, undo: Callable[[], None],
                           then: Callable[[], None] | None = None) -> P.Procedure:

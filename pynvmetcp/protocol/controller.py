@@ -25,7 +25,8 @@ from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueStat
 _SGL = struct.Struct("<QI3xB")
 ADMIN_ICD_SIZE = 8192
 LINUX_MAXH2CDATA = 0x400000
-# The PDU types received, told apart per PDU by plain ints (an enum member read is ~0.1 µs).
+# The PDU types received, compared per PDU with plain-int constants (looking up an enum member
+# such as PduType.R2T costs ~0.1 µs).
 _T_TERM, _T_ICREQ, _T_CMD, _T_H2C = (int(PduType.H2CTermReq), int(PduType.ICReq),
                                      int(PduType.CapsuleCmd), int(PduType.H2CData))
 _F_LAST = PduFlags.LAST_PDU

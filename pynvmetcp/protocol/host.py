@@ -32,7 +32,8 @@ _CID = struct.Struct("<H")
 ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
-# The PDU types received, told apart per PDU by plain ints (an enum member read is ~0.1 µs).
+# The PDU types received, compared per PDU with plain-int constants (looking up an enum member
+# such as PduType.R2T costs ~0.1 µs).
 _T_TERM, _T_ICRESP, _T_RESP, _T_C2H, _T_R2T = (
     int(PduType.C2HTermReq), int(PduType.ICResp), int(PduType.CapsuleResp),
     int(PduType.C2HData), int(PduType.R2T))
@@ -90,7 +91,7 @@ class HostQueue(_QueueEngine):
     # ---- calls ----
     def initiate(self) -> None:
         """Start the connection: queues the ICReq, the first thing to send."""
-        if self.state is not QueueState.AWAIT_IC or self._initiated:
+        if self.state is not _AWAIT_IC or self._initiated:
             raise RuntimeError("initiate() called twice")
         self._initiated = True
         self.outbox.append(codec.ic_req(hpda=self.hpda, dgst=self._dgst_bits(), maxr2t=self.maxr2t))

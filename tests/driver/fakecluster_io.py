@@ -81,9 +81,6 @@ class FakeKernelIO:
                 self.connects.append(t)
             return f"nvme{list(self.connected).index(t.key)}"
 
-    def controllers(self, subsysnqn, hostnqn):
-        return [k for k in self.connected if k[2] == subsysnqn and k[3] == hostnqn]
-
     def disconnect_cluster(self, subsysnqn, hostnqn):
         with self.lock:
             self.disconnects.append((subsysnqn, hostnqn))

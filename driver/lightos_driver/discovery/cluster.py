@@ -238,8 +238,9 @@ class ClusterClient:
     def _apply(self, entries: list[LogEntry]) -> None:
         """Every NVM subsystem entry of the log gets a kernel I/O controller.
 
-        Stopping midway publishes nothing: the service retires a cluster by what the last
-        complete pass connected, and a partial picture would leave controllers behind."""
+        A stopped client publishes nothing, at any point: the service retires a cluster by
+        what the last complete pass connected, and a partial picture would leave controllers
+        behind."""
         current: dict[tuple, str | None] = {}
         for r in entries:
             if self._stop.is_set():
@@ -250,7 +251,7 @@ class ClusterClient:
                          self.ctrl_loss_tmo)
             current[t.key] = self.kernel_io.ensure(t)
         if self._stop.is_set():
-            return  # retired meanwhile: the service has set its picture (and metric) to none
+            return  # retired meanwhile: the service zeroed the metric; this would set it back
         self.status.io_controllers = current
         self.metrics.io_controllers.labels(self.subsysnqn, self.hostnqn).set(
             sum(1 for v in self.status.io_controllers.values() if v))
