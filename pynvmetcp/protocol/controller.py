@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
-from ..spec.pdu import DigestFlags, Fes, PduFlags, PduType
+from ..spec.pdu import (T_CAPSULE_CMD, T_H2C_DATA, T_H2C_TERMREQ, T_ICREQ, DigestFlags, Fes,
+                        PduFlags, PduType)
 from ..spec.status import (SC_CID_CONFLICT, SC_DATA_XFER_ERROR, SC_SGL_INVALID_DATA,
                            SC_SGL_INVALID_OFFSET, SC_SGL_INVALID_TYPE, SCT_GENERIC)
 from ..wire import codec
@@ -25,10 +26,6 @@ from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueStat
 _SGL = struct.Struct("<QI3xB")
 ADMIN_ICD_SIZE = 8192
 LINUX_MAXH2CDATA = 0x400000
-# The PDU types received, compared per PDU with plain-int constants (looking up an enum member
-# such as PduType.R2T costs ~0.1 µs).
-_T_TERM, _T_ICREQ, _T_CMD, _T_H2C = (int(PduType.H2CTermReq), int(PduType.ICReq),
-                                     int(PduType.CapsuleCmd), int(PduType.H2CData))
 _F_LAST = PduFlags.LAST_PDU
 
 
@@ -133,16 +130,16 @@ class ControllerQueue(_QueueEngine):
     # ---- received PDUs ----
     def _handle(self, pdu):
         t = pdu.pdu_type
-        if self.state is _AWAIT_IC and t != _T_TERM:
-            if t != _T_ICREQ:
+        if self.state is _AWAIT_IC and t != T_H2C_TERMREQ:
+            if t != T_ICREQ:
                 raise ProtocolError(f"{pdu.name} before ICReq", Fes.PDU_SEQUENCE_ERROR, 0,
                                     pdu.raw_header)
             return self._icreq(pdu)
-        if t == _T_CMD:
+        if t == T_CAPSULE_CMD:
             return self._capsule(pdu)
-        if t == _T_H2C:
+        if t == T_H2C_DATA:
             return self._h2c_data(pdu)
-        if t == _T_TERM:
+        if t == T_H2C_TERMREQ:
             return self._peer_terminated(pdu)
         raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR, 0,
                             pdu.raw_header)
@@ -228,7 +225,7 @@ class ControllerQueue(_QueueEngine):
                 return ttag
 
     def _sink(self, pdu):
-        if pdu.pdu_type != _T_H2C:
+        if pdu.pdu_type != T_H2C_DATA:
             return None
         cmd = self._ttags.get(pdu.ttag)
         if cmd is None or cmd.cid != pdu.cccid or pdu.datao != cmd.sink_offset:

@@ -19,7 +19,8 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
-from ..spec.pdu import DigestFlags, Fes, PduFlags, PduType
+from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_RESP, T_ICRESP, T_R2T, DigestFlags,
+                        Fes, PduFlags, PduType)
 from ..spec.status import SC_DATA_XFER_ERROR
 from ..spec.cqe import make_status
 from ..wire import codec
@@ -32,11 +33,6 @@ _CID = struct.Struct("<H")
 ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
-# The PDU types received, compared per PDU with plain-int constants (looking up an enum member
-# such as PduType.R2T costs ~0.1 µs).
-_T_TERM, _T_ICRESP, _T_RESP, _T_C2H, _T_R2T = (
-    int(PduType.C2HTermReq), int(PduType.ICResp), int(PduType.CapsuleResp),
-    int(PduType.C2HData), int(PduType.R2T))
 _F_SUCCESS = PduFlags.SUCCESS
 
 
@@ -180,18 +176,18 @@ class HostQueue(_QueueEngine):
     # ---- received PDUs ----
     def _handle(self, pdu):
         t = pdu.pdu_type
-        if self.state is _AWAIT_IC and t != _T_TERM:
-            if t != _T_ICRESP:
+        if self.state is _AWAIT_IC and t != T_C2H_TERMREQ:
+            if t != T_ICRESP:
                 raise ProtocolError(f"{pdu.name} before ICResp", Fes.PDU_SEQUENCE_ERROR, 0,
                                     pdu.raw_header)
             return self._icresp(pdu)
-        if t == _T_RESP:
+        if t == T_CAPSULE_RESP:
             return self._response(pdu)
-        if t == _T_C2H:
+        if t == T_C2H_DATA:
             return self._c2h_data(pdu)
-        if t == _T_TERM:
+        if t == T_C2H_TERMREQ:
             return self._peer_terminated(pdu)
-        if t == _T_R2T:
+        if t == T_R2T:
             self._r2t(pdu)
             return None
         raise ProtocolError(f"unexpected {pdu.name} on a live queue", Fes.PDU_SEQUENCE_ERROR,
@@ -241,7 +237,7 @@ class HostQueue(_QueueEngine):
 
     def _sink(self, pdu):
         """Framer data sink: C2HData payloads go straight into the command's read buffer."""
-        if pdu.pdu_type != _T_C2H:
+        if pdu.pdu_type != T_C2H_DATA:
             return None
         cmd = self._cmds.get(pdu.cccid)
         if cmd is None or cmd.read is None or pdu.datao != cmd.sink_offset:

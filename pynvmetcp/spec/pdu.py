@@ -32,6 +32,12 @@ class PduType(enum.IntEnum):
     R2T = 0x09
 
 
+# The types as plain ints, for the per-PDU paths of the framer, codec and engines: looking up an
+# enum member such as PduType.R2T costs ~0.1 µs, as much as packing a header.
+(T_ICREQ, T_ICRESP, T_H2C_TERMREQ, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_H2C_DATA,
+ T_C2H_DATA, T_R2T) = (int(t) for t in PduType)
+
+
 class PduFlags:
     """FLAGS bits of the common header. Plain ints, not an IntFlag: enum arithmetic costs
     microseconds per operation, and the framer tests these bits several times per PDU."""

@@ -22,6 +22,7 @@ from typing import Callable
 
 from ..errors import ProtocolError
 from ..spec.pdu import (CARRIES_DATA, DIGEST_LEN, DIGESTIBLE, HLEN, MAX_TERMREQ_DATA,
+                        T_C2H_DATA, T_CAPSULE_CMD, T_CAPSULE_RESP, T_H2C_DATA, T_R2T,
                         TERMREQ_TYPES, VALID_FLAGS, Fes, PduFlags, PduType)
 from . import codec
 from .crc import crc32c
@@ -41,8 +42,6 @@ _DIGESTIBLE = tuple(t in DIGESTIBLE for t in range(10))
 _CARRIES = tuple(t in CARRIES_DATA for t in range(10))
 _TERM = tuple(t in TERMREQ_TYPES for t in range(10))
 _ALWAYS_DATA = tuple(t in (PduType.H2CData, PduType.C2HData) for t in range(10))
-_CMD, _RESP, _H2C, _C2H, _R2T = (int(PduType.CapsuleCmd), int(PduType.CapsuleResp),
-                                 int(PduType.H2CData), int(PduType.C2HData), int(PduType.R2T))
 _HDGSTF, _DDGSTF, _SUCCESS = PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.SUCCESS
 _SUCCESS_LAST = PduFlags.SUCCESS | PduFlags.LAST_PDU  # SUCCESS is only valid with LAST_PDU
 # The flags a data PDU may carry on a link without digests.
@@ -77,8 +76,8 @@ class Framer:
         self.receiver = receiver
         self._direction = 1 if receiver == "host" else 0  # required value of the type's bit 0
         # the data PDU this side receives: type, record, flags allowed without digests
-        self._xfer = ((_C2H, _C2HData, _PLAIN_C2H_FLAGS) if receiver == "host"
-                      else (_H2C, _H2CData, _PLAIN_H2C_FLAGS))
+        self._xfer = ((T_C2H_DATA, _C2HData, _PLAIN_C2H_FLAGS) if receiver == "host"
+                      else (T_H2C_DATA, _H2CData, _PLAIN_H2C_FLAGS))
         self.hdgst = False
         self.ddgst = False
         self.pda = 0
@@ -274,17 +273,17 @@ class Framer:
                 self._fail("header digest error", Fes.HEADER_DIGEST_ERROR, hdgst, header)
         # The PDU record is built in one positional call (the field order of wire.pdus), most
         # frequent types first; the types without data are delivered at once.
-        if t == _RESP:
+        if t == T_CAPSULE_RESP:
             self._rd = rd + prefix
             out.append(_CapsuleResp(flags, hlen, pdo, plen, hdgst, None, None, header, b"",
                                     *_unpack_resp(header, 8)))
             return True
-        if t == _R2T:
+        if t == T_R2T:
             self._rd = rd + prefix
             out.append(_R2TPdu(flags, hlen, pdo, plen, hdgst, None, None, header, b"",
                                *_unpack_xfer(header, 8)))
             return True
-        if t == _CMD:
+        if t == T_CAPSULE_CMD:
             pdu = _CapsuleCmd(flags, hlen, pdo, plen, hdgst, None, None, header, b"",
                               header[8:72])
         elif _ALWAYS_DATA[t]:
@@ -292,7 +291,7 @@ class Framer:
             if datal != data_len:
                 self._fail(f"datal {datal} does not match the {data_len} data bytes",
                            Fes.INVALID_HEADER_FIELD, _FEI_DATAL, header)
-            pdu = (_H2CData if t == _H2C else _C2HData)(flags, hlen, pdo, plen, hdgst, None,
+            pdu = (_H2CData if t == T_H2C_DATA else _C2HData)(flags, hlen, pdo, plen, hdgst, None,
                                                          None, header, b"", cccid, ttag, datao,
                                                          datal)
         elif _TERM[t]:
@@ -327,21 +326,21 @@ class Framer:
             self._deliver(out, xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
                                          cccid, ttag, datao, datal), datal)
             return True
-        if (t == _RESP or t == _R2T) and self._direction:  # the same shape, no data
+        if (t == T_CAPSULE_RESP or t == T_R2T) and self._direction:  # the same shape, no data
             if flags or hlen != 24 or pdo or plen != 24:
                 return None
             if avail < 24:
                 return False
             header = self._view[rd:rd + 24].tobytes()
             self._rd = rd + 24
-            if t == _RESP:
+            if t == T_CAPSULE_RESP:
                 out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
                                         *_unpack_resp(header, 8)))
             else:
                 out.append(_R2TPdu(0, 24, 0, 24, None, None, None, header, b"",
                                    *_unpack_xfer(header, 8)))
             return True
-        if t == _CMD and not self._direction and not flags and hlen == 72:
+        if t == T_CAPSULE_CMD and not self._direction and not flags and hlen == 72:
             if pdo == 0 and plen == 72:
                 data_len = 0
             elif pdo == 72 and 0 < plen - 72 <= self.max_data:
