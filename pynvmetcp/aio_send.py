@@ -11,28 +11,41 @@ import os
 
 
 class BufferSender:
+    """Sends an engine's buffers (bytes objects and byte-format memoryviews, as both engines
+    produce) on ``transport``'s socket."""
+
     def __init__(self, transport) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
         self._fd = sock.fileno() if sock is not None else -1
+        # Whether the transport may hold unsent bytes (it was handed some): only then is its
+        # buffer asked about, which otherwise costs a call per send for an answer that is 0.
+        self._handed = False
 
     def send(self, buffers: list) -> None:
-        if not buffers or self.transport.is_closing():
+        transport = self.transport
+        if not buffers or transport.is_closing():
             return
-        if self._fd < 0 or self.transport.get_write_buffer_size():
-            self.transport.writelines(buffers)
+        if self._fd < 0 or (self._handed and transport.get_write_buffer_size()):
+            self._hand_over(buffers)
             return
+        self._handed = False
         try:
             sent = os.writev(self._fd, buffers[:1024])  # IOV_MAX
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self.transport.writelines(buffers)  # let the transport report the failure
+            self._hand_over(buffers)  # let the transport report the failure
+            return
+        if sent == sum(map(len, buffers)):  # the usual case: the socket took everything
             return
         for i, buf in enumerate(buffers):
             n = buf.nbytes if type(buf) is memoryview else len(buf)
             if sent < n:
-                rest = [memoryview(buf)[sent:]] + list(buffers[i + 1:])
-                self.transport.writelines(rest)
+                self._hand_over([memoryview(buf)[sent:]] + list(buffers[i + 1:]))
                 return
             sent -= n
+
+    def _hand_over(self, buffers: list) -> None:
+        self.transport.writelines(buffers)
+        self._handed = True

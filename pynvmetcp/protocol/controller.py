@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
@@ -27,6 +28,18 @@ _SGL = struct.Struct("<QI3xB")
 ADMIN_ICD_SIZE = 8192
 LINUX_MAXH2CDATA = 0x400000
 _F_LAST = PduFlags.LAST_PDU
+# The read lane (``ControllerQueue.read_lane``): a CapsuleCmd header with its SQE up to CDW12,
+# the answer's C2HData header (flags LAST_PDU, or LAST_PDU|SUCCESS) and CapsuleResp.
+_LANE_CMD = struct.Struct("<BBBBIBBHI24xI3xBQH")
+_unpack_lane = _LANE_CMD.unpack_from
+_pack_xfer = codec.XFER.pack
+_pack_resp = codec.RESP.pack
+_LAST, _LAST_SUCCESS = int(PduFlags.LAST_PDU), int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
+_PSDT_SGL = 0x40  # SQE flags of a plain command: PSDT = SGL, not fused
+
+#: The target's side of the read lane: (nsid, slba, nlb as in the SQE, byte length) → the data
+#: of a Read that would succeed, or None for the full path to decide (and report).
+ReadLane = Callable[[int, int, int, int], object]
 
 
 def _status(sc: int, dnr: bool = True, sct: int = SCT_GENERIC) -> int:
@@ -79,6 +92,9 @@ class ControllerQueue(_QueueEngine):
         self._next_ttag = 0
         self.framer.pda = cpda
         self.framer.data_sink = self._sink
+        #: Plain Reads answered in ``buffer_updated`` itself (``open_read_lane``); None: every
+        #: command is a ``CommandReceived``.
+        self.read_lane: ReadLane | None = None
 
     def configure(self, qid: int, sqsize: int, sqflow_disabled: bool = False) -> None:
         """The Connect on this queue succeeded: from now on apply its size and kind."""
@@ -86,6 +102,14 @@ class ControllerQueue(_QueueEngine):
         self.depth = sqsize + 1
         self.sqflow_disabled = sqflow_disabled
         self.icd_size = ADMIN_ICD_SIZE if qid == 0 else self.io_icd_size
+
+    def open_read_lane(self, lane: ReadLane) -> bool:
+        """Answer plain Reads through ``lane`` from now on (see ``buffer_updated``); only on a
+        live link without digests or padding, whose PDUs the lane's fixed layouts describe."""
+        if self.state is not _LIVE or self.hdgst or self.ddgst or self.hpda or self.cpda:
+            return False
+        self.read_lane = lane
+        return True
 
     @property
     def outstanding(self) -> int:
@@ -128,6 +152,52 @@ class ControllerQueue(_QueueEngine):
                                                 sqid=self.qid, hdgst=self.hdgst))
 
     # ---- received PDUs ----
+    def buffer_updated(self, nbytes: int) -> list:
+        """The read lane, then the full path for whatever it left.
+
+        At queue depth 1 a 4 KiB read's Python work on the target was about as long as the
+        whole raw round trip; most of it was the layers a command crosses (framer → PDU record
+        → event → controller → handler → completion → encoders). A Read that arrives as a
+        plain CapsuleCmd (no digests or padding on the link, no in-capsule data, SGL
+        transport data block, CID free, one C2HData PDU's worth) is checked by value here and
+        given to ``read_lane``, the target's own checks of the same command; its data goes out
+        as the C2HData and CapsuleResp ``complete`` would build. Anything else, or anything
+        the target's checks would refuse, stops the lane where it is and the full path takes
+        over from that byte on, so what the lane does not answer is answered exactly as
+        before (tests/target/test_read_lane.py compares the two byte for byte)."""
+        lane = self.read_lane
+        fr = self.framer
+        if lane is None or self.state is not _LIVE or not fr.at_header(nbytes):
+            return _QueueEngine.buffer_updated(self, nbytes)
+        buf = fr.staging
+        rd = fr.rd
+        wr = fr.wr
+        cmds = self._cmds
+        out = self.outbox
+        limit = self.c2h_chunk if self.c2h_chunk < self.max_transfer else self.max_transfer
+        while wr - rd >= 72:
+            (t, flags, hlen, pdo, plen, opc, cflags, cid, nsid, length, sgl_id, slba,
+             nlb) = _unpack_lane(buf, rd)
+            if (t != 4 or flags or hlen != 72 or pdo or plen != 72 or opc != 2
+                    or cflags != _PSDT_SGL or sgl_id != _SGL_TRANSPORT
+                    or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
+                break
+            data = lane(nsid, slba, nlb, length)
+            if data is None:
+                break
+            rd += 72
+            if self.sqflow_disabled:
+                out += (_pack_xfer(7, _LAST_SUCCESS, 24, 24, 24 + length, cid, 0, 0, length),
+                        data)
+            else:
+                self.sqhd = sqhd = (self.sqhd + 1) % self.depth
+                out += (_pack_xfer(7, _LAST, 24, 24, 24 + length, cid, 0, 0, length), data,
+                        _pack_resp(5, 0, 24, 0, 24, 0, 0, sqhd, self.qid, cid, 0))
+        fr.rd = rd
+        if rd == wr:
+            return []
+        return _QueueEngine.buffer_updated(self, 0)
+
     def _handle(self, pdu):
         t = pdu.pdu_type
         if self.state is _AWAIT_IC and t != T_H2C_TERMREQ:

@@ -64,8 +64,11 @@ Csts = LEBits(
     "rdy" / Flag,
 )
 
+CC_EN = 1 << 0
 CC_SHN_NORMAL = 1
 CC_SHN_ABRUPT = 2
+CSTS_RDY = 1 << 0
+CSTS_CFS = 1 << 1
 CSTS_SHST_NORMAL = 0
 CSTS_SHST_OCCURRING = 1
 CSTS_SHST_COMPLETE = 2

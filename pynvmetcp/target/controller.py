@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from ..errors import NvmeStatusError
 from ..protocol.aer import AerQueue, AsyncEvent
 from ..protocol.keepalive import ControllerKeepAlive
-from ..spec.fabrics import CC_SHN_ABRUPT, CC_SHN_NORMAL, CSTS_SHST_COMPLETE
+from ..spec.fabrics import (CC_EN, CC_SHN_ABRUPT, CC_SHN_NORMAL, CSTS_CFS, CSTS_RDY,
+                            CSTS_SHST_COMPLETE)
 from ..spec.identify import NOTICE_AEC_BIT
 from ..spec.opcodes import (AdminOpcode, AsyncEventNotice, AsyncEventType, Cns, FabricsType,
                             FeatureId, LogPageId, Property)
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SC_INVALID_QUEUE_TYPE = 0x85  # Fabrics command-specific: Disconnect on the admin queue
-CSTS_RDY = 1 << 0
-CSTS_CFS = 1 << 1
-CC_EN = 1 << 0
 CAP_CQR = 1 << 16
 CAP_CSS_NVM = 1 << 37
 CAP_TO = 15  # 500 ms units: 7.5 s for CSTS.RDY (it is immediate here)
@@ -59,6 +57,9 @@ class ControllerOptions:
     max_transfer: int = 1 << 20  # MDTS; must match the queue engine's max_transfer
     icd_size: int = 16384  # in-capsule data bytes on I/O queues (IOCCSZ)
     aer_limit: int = pages.AERL + 1
+    #: Plain Reads on I/O queues take the queue engine's read lane (``ControllerQueue.
+    #: buffer_updated``); False sends every command the full way (the lane's tests compare).
+    read_lane: bool = True
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_queue_size <= 65536:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Callable
 
+from ..spec.fabrics import CSTS_RDY
 from ..spec.opcodes import AnaState, NvmOpcode
 from ..spec.sqe import DSM_ATTR_DEALLOCATE, RW_CONTROL_FUA
 from ..spec.status import (SC_ANA_INACCESSIBLE, SC_ANA_PERSISTENT_LOSS, SC_ANA_TRANSITION,
@@ -60,6 +61,40 @@ def _range(ns: Namespace, sqe: bytes) -> tuple[int, int, int]:
         raise fail(SC_LBA_RANGE)
     shift = ns.lba_shift
     return slba << shift, nlb << shift, control
+
+
+def read_lane(ctrl: Controller, q: QueueLink) -> Callable[[int, int, int, int], object]:
+    """``_read``'s checks and work for the queue engine's read lane, on the values it unpacked
+    from the SQE: the data of a Read that succeeds, else None and the lane leaves the command to
+    ``execute`` (which reports the failure, records it in the error log, and so on). The same
+    facts are read at every call (controller state, namespace table, access list, ANA state),
+    so a change made between two commands applies to the next one as it does on the full path."""
+    subsystem = ctrl.subsystem
+    namespaces = subsystem.namespaces
+    ana = subsystem.ana_states
+    hostnqn = ctrl.hostnqn
+    portid = q.port.portid
+    clock = ctrl.clock
+
+    def read(nsid: int, slba: int, nlb: int, length: int):
+        if not ctrl.csts & CSTS_RDY:
+            return None
+        ns = namespaces.get(nsid)
+        if (ns is None or (ns.hosts is not None and hostnqn not in ns.hosts)
+                or ana.get((portid, ns.ana_group)) in _PATH_STATUS):
+            return None
+        shift = ns.lba_shift
+        nlb += 1
+        backend = ns.backend
+        if slba + nlb > backend.size >> shift or nlb << shift != length:
+            return None
+        ctrl.keepalive.last = clock()
+        data = backend.read(slba << shift, length)
+        ns.read_cmds += 1
+        ns.bytes_read += length
+        return data
+
+    return read
 
 
 def _writable(ns: Namespace) -> None:

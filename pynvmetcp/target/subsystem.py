@@ -89,7 +89,9 @@ class Subsystem:
         self.controllers: dict[int, Controller] = {}
         self._next_cntlid = cntlid_min
         self._extra_groups = set(ana_groups)
-        self._ana: dict[tuple[int, int], AnaState] = {}  # (portid, group) → state
+        #: (portid, group) → state once set (absent: optimized); changed in place only, as
+        #: the I/O queues' read lanes hold it
+        self.ana_states: dict[tuple[int, int], AnaState] = {}
         self.ana_chgcnt = 0
         self._group_chgcnt: dict[int, int] = {}
         #: Set by the registry: called when something in the discovery log changed.
@@ -180,7 +182,7 @@ class Subsystem:
 
     # ---- ANA ----
     def ana_state(self, portid: int, group: int) -> AnaState:
-        return self._ana.get((portid, group), AnaState.OPTIMIZED)
+        return self.ana_states.get((portid, group), AnaState.OPTIMIZED)
 
     def ana_groups(self) -> list[int]:
         return sorted({ns.ana_group for ns in self.namespaces.values()} | self._extra_groups)
@@ -196,7 +198,7 @@ class Subsystem:
         self._extra_groups.add(group)
         if self.ana_state(portid, group) == state:
             return False
-        self._ana[(portid, group)] = state
+        self.ana_states[(portid, group)] = state
         self.ana_chgcnt += 1
         self._group_chgcnt[group] = self.ana_chgcnt
         log.info("%s: ANA group %d on port %d is now %s", self.nqn, group, portid,

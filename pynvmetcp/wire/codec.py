@@ -18,8 +18,8 @@ _DIGEST = struct.Struct("<I")
 _IC = struct.Struct("<BBBBIHBBI112x")
 _TERM = struct.Struct("<BBBBIHI10x")
 _CMD = struct.Struct("<BBBBI64s")
-_RESP = struct.Struct("<BBBBIIIHHHH")
-_XFER = struct.Struct("<BBBBIHHII4x")  # H2CData, C2HData, R2T share one layout
+RESP = struct.Struct("<BBBBIIIHHHH")
+XFER = struct.Struct("<BBBBIHHII4x")  # H2CData, C2HData, R2T share one layout
 
 # PSH decoders, applied to a whole header buffer at offset 8.
 IC_PSH = struct.Struct("<HBBI")
@@ -35,8 +35,8 @@ _F_HDGST, _F_DDGST, _F_LAST, _F_SUCCESS = (PduFlags.HDGSTF, PduFlags.DDGSTF, Pdu
                                            PduFlags.SUCCESS)
 _pack_digest = _DIGEST.pack
 _pack_cmd = _CMD.pack
-_pack_resp = _RESP.pack
-_pack_xfer = _XFER.pack
+_pack_resp = RESP.pack
+_pack_xfer = XFER.pack
 
 
 def _pdo(start: int, pda: int) -> int:

@@ -86,10 +86,10 @@ class Framer:
         #: False only for observers (capture decoding): a wrong header digest is then left for
         #: the caller to report instead of ending the stream.
         self.verify_hdgst = True
-        self._buf = bytearray(staging)
-        self._view = memoryview(self._buf)
-        self._rd = 0
-        self._wr = 0
+        self.staging = bytearray(staging)
+        self._view = memoryview(self.staging)
+        self.rd = 0
+        self.wr = 0
         self._state = _HEADER
         self._pdu: PduBase | None = None
         self._data: memoryview | None = None
@@ -106,21 +106,21 @@ class Framer:
         """Where the next received bytes should be written."""
         if self._failed:
             raise ProtocolError(*self._failed)
-        if self._state == _DATA and self._rd == self._wr:
+        if self._state == _DATA and self.rd == self.wr:
             remaining = len(self._data) - self._filled
             if remaining >= _DIRECT_MIN:
                 self._direct = self._in_place = True
                 return self._data[self._filled:]
         self._direct = False
-        if self._rd == self._wr:
-            self._rd = self._wr = 0
-        elif len(self._buf) - self._wr < 4096:
-            n = self._wr - self._rd
-            self._buf[:n] = self._buf[self._rd:self._wr]
-            self._rd, self._wr = 0, n
+        if self.rd == self.wr:
+            self.rd = self.wr = 0
+        elif len(self.staging) - self.wr < 4096:
+            n = self.wr - self.rd
+            self.staging[:n] = self.staging[self.rd:self.wr]
+            self.rd, self.wr = 0, n
         if self._in_place:
-            return self._view[self._wr:self._wr + _AFTER_LARGE]
-        return self._view[self._wr:]
+            return self._view[self.wr:self.wr + _AFTER_LARGE]
+        return self._view[self.wr:]
 
     def buffer_updated(self, nbytes: int) -> list[PduBase]:
         """Account for ``nbytes`` written into the last ``get_buffer()`` and return whole PDUs."""
@@ -134,10 +134,23 @@ class Framer:
                 self._data_complete(out)
             self._drain(out)
             return out
-        self._wr += nbytes
+        self.wr += nbytes
         out = []
         self._drain(out)
         return out
+
+    def at_header(self, nbytes: int) -> bool:
+        """For a consumer that decodes the frequent PDUs of a plain link itself (the target's
+        read lane): True when the ``nbytes`` just received went into staging at a PDU boundary
+        on a link without digests or padding. They are then accounted, whole PDUs lie in
+        ``staging[rd:wr]``, and the consumer advances ``rd`` past those it took and hands the
+        rest back with ``buffer_updated(0)``. False: nothing was accounted; call
+        ``buffer_updated(nbytes)`` as usual."""
+        if (self._direct or self._state != _HEADER or self._failed or self.hdgst or self.ddgst
+                or self.pda):
+            return False
+        self.wr += nbytes
+        return True
 
     def feed(self, data) -> list[PduBase]:
         """Push received bytes (any segmentation) and return the PDUs they complete."""
@@ -154,13 +167,13 @@ class Framer:
     @property
     def idle(self) -> bool:
         """True between PDUs (nothing partial is buffered)."""
-        return self._state == _HEADER and self._rd == self._wr
+        return self._state == _HEADER and self.rd == self.wr
 
     # ---- decoding ----
     def _drain(self, out: list[PduBase]) -> None:
         try:
             while True:
-                avail = self._wr - self._rd
+                avail = self.wr - self.rd
                 if self._state == _HEADER:
                     if avail < 8:
                         return
@@ -176,8 +189,8 @@ class Framer:
                     if not avail:
                         return
                     k = min(avail, len(self._data) - self._filled)
-                    self._data[self._filled:self._filled + k] = self._view[self._rd:self._rd + k]
-                    self._rd += k
+                    self._data[self._filled:self._filled + k] = self._view[self.rd:self.rd + k]
+                    self.rd += k
                     self._filled += k
                     if self._filled == len(self._data):
                         self._in_place = False
@@ -186,8 +199,8 @@ class Framer:
                     if avail < DIGEST_LEN:
                         return
                     pdu = self._pdu
-                    pdu.ddgst = int.from_bytes(self._view[self._rd:self._rd + 4], "little")
-                    self._rd += DIGEST_LEN
+                    pdu.ddgst = int.from_bytes(self._view[self.rd:self.rd + 4], "little")
+                    self.rd += DIGEST_LEN
                     pdu.ddgst_ok = crc32c(pdu.data) == pdu.ddgst
                     self._emit(out)
         except ProtocolError as exc:
@@ -197,15 +210,15 @@ class Framer:
     def _fail(self, msg: str, fes: int, fei: int, header=None) -> None:
         """Raise for the PDU at the read position; the TermReq copies its common header."""
         if header is None:  # as much of the offending header as has arrived (≤ HLEN, ≤ 128)
-            rd = self._rd
-            claimed = max(8, min(self._buf[rd + 2], 128))
-            header = self._buf[rd:rd + min(claimed, self._wr - rd)]
+            rd = self.rd
+            claimed = max(8, min(self.staging[rd + 2], 128))
+            header = self.staging[rd:rd + min(claimed, self.wr - rd)]
         raise ProtocolError(msg, fes, fei, bytes(header))
 
     def _header(self, out: list[PduBase], avail: int) -> bool:
         """Validate the common header and, once whole, the PDU header; False = need more bytes."""
-        rd = self._rd
-        buf = self._buf
+        rd = self.rd
+        buf = self.staging
         t, flags, hlen, pdo, plen = _unpack_ch(buf, rd)
         if t > 9 or t == 8 or (t & 1) != self._direction:
             self._fail(f"unexpected PDU type {t:#x} for the {self.receiver}",
@@ -274,12 +287,12 @@ class Framer:
         # The PDU record is built in one positional call (the field order of wire.pdus), most
         # frequent types first; the types without data are delivered at once.
         if t == T_CAPSULE_RESP:
-            self._rd = rd + prefix
+            self.rd = rd + prefix
             out.append(_CapsuleResp(flags, hlen, pdo, plen, hdgst, None, None, header, b"",
                                     *_unpack_resp(header, 8)))
             return True
         if t == T_R2T:
-            self._rd = rd + prefix
+            self.rd = rd + prefix
             out.append(_R2TPdu(flags, hlen, pdo, plen, hdgst, None, None, header, b"",
                                *_unpack_xfer(header, 8)))
             return True
@@ -300,7 +313,7 @@ class Framer:
         else:  # ICReq / ICResp
             pdu = PDU_CLASSES[t](flags, hlen, pdo, plen, None, None, None, header, b"",
                                  *_unpack_ic(header, 8))
-        self._rd = rd + prefix
+        self.rd = rd + prefix
         self._deliver(out, pdu, data_len)
         return True
 
@@ -309,8 +322,8 @@ class Framer:
         field equal to a value the full checks in ``_header`` allow (the usual one: PDO
         right after the header), in a fraction of their time. None: not such a PDU, the full
         checks decide (and name the wrong field)."""
-        rd = self._rd
-        t, flags, hlen, pdo, plen = _unpack_ch(self._buf, rd)
+        rd = self.rd
+        t, flags, hlen, pdo, plen = _unpack_ch(self.staging, rd)
         xfer, xfer_record, xfer_flags = self._xfer
         if t == xfer:  # C2HData to a host, H2CData to a controller
             if (hlen != 24 or pdo != 24 or flags not in xfer_flags
@@ -322,7 +335,7 @@ class Framer:
             cccid, ttag, datao, datal = _unpack_xfer(header, 8)
             if datal != plen - 24:
                 return None
-            self._rd = rd + 24
+            self.rd = rd + 24
             self._deliver(out, xfer_record(flags, 24, 24, plen, None, None, None, header, b"",
                                          cccid, ttag, datao, datal), datal)
             return True
@@ -332,7 +345,7 @@ class Framer:
             if avail < 24:
                 return False
             header = self._view[rd:rd + 24].tobytes()
-            self._rd = rd + 24
+            self.rd = rd + 24
             if t == T_CAPSULE_RESP:
                 out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
                                         *_unpack_resp(header, 8)))
@@ -350,7 +363,7 @@ class Framer:
             if avail < 72:
                 return False
             header = self._view[rd:rd + 72].tobytes()
-            self._rd = rd + 72
+            self.rd = rd + 72
             self._deliver(out, _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"",
                                            header[8:72]), data_len)
             return True
@@ -370,10 +383,10 @@ class Framer:
         if view is None or len(view) != data_len or view.readonly:
             view = memoryview(bytearray(data_len))
         pdu.data = view
-        rd = self._rd
-        if not pdu.flags & _DDGSTF and self._wr - rd >= data_len:
+        rd = self.rd
+        if not pdu.flags & _DDGSTF and self.wr - rd >= data_len:
             view[:] = self._view[rd:rd + data_len]
-            self._rd = rd + data_len
+            self.rd = rd + data_len
             self._in_place = False
             out.append(pdu)
             return
