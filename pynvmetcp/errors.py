@@ -20,7 +20,9 @@ class ProtocolError(NvmeTcpError):
 
     ``fes`` and ``fei`` are exactly what a TermReq reporting this error carries (FES value and the
     byte offset of the offending field, or the received digest for a header digest error), and
-    ``header`` is the offending PDU header (≤128 bytes) a TermReq copies back.
+    ``header`` is the offending PDU header (≤128 bytes) a TermReq copies back. ``before`` holds
+    the whole PDUs a decoder found ahead of the error in the same bytes: they arrived intact,
+    so they count, whether or not the bad one came in the same receive.
     """
 
     def __init__(self, message: str, fes: int, fei: int = 0, header: bytes = b"") -> None:
@@ -28,6 +30,7 @@ class ProtocolError(NvmeTcpError):
         self.fes = fes
         self.fei = fei
         self.header = bytes(header[:128])
+        self.before: list = []
 
 
 class TermReqReceived(NvmeTcpError):

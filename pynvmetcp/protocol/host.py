@@ -34,6 +34,10 @@ ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
 _F_SUCCESS = PduFlags.SUCCESS
+# The completion lane (``HostQueue.buffer_updated``): whole CapsuleResp and C2HData headers.
+_unpack_resp = codec.RESP.unpack_from
+_unpack_c2h = struct.Struct("<BBBBIHHII").unpack_from
+_PLAIN_C2H_FLAGS = frozenset((0, int(PduFlags.LAST_PDU), int(PduFlags.LAST_PDU | PduFlags.SUCCESS)))
 
 
 @dataclass(slots=True)
@@ -174,6 +178,71 @@ class HostQueue(_QueueEngine):
         raise RuntimeError("no free command identifier")  # unreachable with queue_size ≤ 65535
 
     # ---- received PDUs ----
+    def buffer_updated(self, nbytes: int) -> list:
+        """The completion lane, then the full path for whatever it left.
+
+        On a link without digests or padding, the PDUs that end a read or any command — a
+        C2HData whose payload is already in staging, a CapsuleResp — are checked by value and
+        completed here, without the framer's PDU records and the dispatch between them: at
+        queue depth 1 those layers were most of the host's Python work per read. The checks are
+        ``_c2h_data``'s and ``_response``'s; where one fails, or another PDU comes, the lane
+        stops at that byte and the full path takes over, so it decides (and reports) every
+        case the lane does not pass (tests/protocol/test_host_lane.py compares the two)."""
+        fr = self.framer
+        if self.state is not _LIVE or not fr.at_header(nbytes):
+            return _QueueEngine.buffer_updated(self, nbytes)
+        buf = fr.staging
+        rd = fr.rd
+        wr = fr.wr
+        cmds = self._cmds
+        events: list = []
+        while wr - rd >= 24:
+            t = buf[rd]
+            if t == T_CAPSULE_RESP:
+                _, flags, hlen, pdo, plen, dw0, dw1, sqhd, sqid, cid, st = _unpack_resp(buf, rd)
+                if flags or hlen != 24 or pdo or plen != 24:
+                    break
+                cmd = cmds.pop(cid, None)
+                if cmd is None:
+                    break
+                rd += 24
+                if not self.sqflow_disabled:
+                    self.sqhd = sqhd
+                status = (st >> 1) & 0x7FFF
+                read = cmd.read
+                if status == 0:
+                    if cmd.status_override:
+                        status = cmd.status_override
+                    elif read is not None and cmd.received != len(read):
+                        status = STATUS_TRANSPORT_ERROR
+                events.append(Completion(cid, status, dw0, dw1, sqhd, sqid, read, cmd.context))
+            elif t == T_C2H_DATA:
+                _, flags, hlen, pdo, plen, cid, _, datao, datal = _unpack_c2h(buf, rd)
+                cmd = cmds.get(cid)
+                if (flags not in _PLAIN_C2H_FLAGS or hlen != 24 or pdo != 24 or not datal
+                        or datal != plen - 24 or wr - rd < plen or cmd is None):
+                    break
+                read = cmd.read
+                end = datao + datal
+                if (read is None or datao != cmd.received or end > len(read)
+                        or (flags & _F_SUCCESS and end != len(read))):
+                    break
+                read[datao:end] = fr.view[rd + 24:rd + plen]
+                rd += plen
+                cmd.received = cmd.sink_offset = end
+                if flags & _F_SUCCESS:
+                    del cmds[cid]
+                    if not self.sqflow_disabled:
+                        self.sqhd = (self.sqhd + 1) % self.queue_size
+                    events.append(Completion(cid, cmd.status_override, 0, 0, self.sqhd,
+                                             self.qid, read, cmd.context))
+            else:
+                break
+        fr.rd = rd
+        if rd != wr:
+            events += _QueueEngine.buffer_updated(self, 0)
+        return events
+
     def _handle(self, pdu):
         t = pdu.pdu_type
         if self.state is _AWAIT_IC and t != T_C2H_TERMREQ:

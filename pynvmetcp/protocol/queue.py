@@ -51,10 +51,11 @@ class _QueueEngine:
         """Bytes were written into ``get_buffer()``; returns the events they caused."""
         if self.state is _TERMINATED:
             return []
+        failure = None
         try:
             pdus = self.framer.buffer_updated(nbytes)
-        except ProtocolError as exc:
-            return [self._fatal(exc)]
+        except ProtocolError as exc:  # the PDUs before the bad one are handled first
+            pdus, failure = exc.before, exc
         events: list = []
         for pdu in pdus:
             if self.state is _TERMINATED:
@@ -65,6 +66,8 @@ class _QueueEngine:
                 event = self._fatal(exc)
             if event is not None:
                 events.append(event)
+        if failure is not None and self.state is not _TERMINATED:
+            events.append(self._fatal(failure))
         return events
 
     def receive(self, data) -> list:

@@ -87,7 +87,7 @@ class Framer:
         #: the caller to report instead of ending the stream.
         self.verify_hdgst = True
         self.staging = bytearray(staging)
-        self._view = memoryview(self.staging)
+        self.view = memoryview(self.staging)
         self.rd = 0
         self.wr = 0
         self._state = _HEADER
@@ -119,8 +119,8 @@ class Framer:
             self.staging[:n] = self.staging[self.rd:self.wr]
             self.rd, self.wr = 0, n
         if self._in_place:
-            return self._view[self.wr:self.wr + _AFTER_LARGE]
-        return self._view[self.wr:]
+            return self.view[self.wr:self.wr + _AFTER_LARGE]
+        return self.view[self.wr:]
 
     def buffer_updated(self, nbytes: int) -> list[PduBase]:
         """Account for ``nbytes`` written into the last ``get_buffer()`` and return whole PDUs."""
@@ -140,10 +140,10 @@ class Framer:
         return out
 
     def at_header(self, nbytes: int) -> bool:
-        """For a consumer that decodes the frequent PDUs of a plain link itself (the target's
-        read lane): True when the ``nbytes`` just received went into staging at a PDU boundary
+        """For a consumer that decodes the frequent PDUs of a plain link itself (the queue
+        engines' lanes): True when the ``nbytes`` just received went into staging at a PDU boundary
         on a link without digests or padding. They are then accounted, whole PDUs lie in
-        ``staging[rd:wr]``, and the consumer advances ``rd`` past those it took and hands the
+        ``staging[rd:wr]`` (``view`` is a memoryview of it), and the consumer advances ``rd`` past those it took and hands the
         rest back with ``buffer_updated(0)``. False: nothing was accounted; call
         ``buffer_updated(nbytes)`` as usual."""
         if (self._direct or self._state != _HEADER or self._failed or self.hdgst or self.ddgst
@@ -160,7 +160,11 @@ class Framer:
             buf = self.get_buffer()
             k = min(len(buf), len(src))
             buf[:k] = src[:k]
-            out.extend(self.buffer_updated(k))
+            try:
+                out.extend(self.buffer_updated(k))
+            except ProtocolError as exc:
+                exc.before[:0] = out
+                raise
             src = src[k:]
         return out
 
@@ -189,7 +193,7 @@ class Framer:
                     if not avail:
                         return
                     k = min(avail, len(self._data) - self._filled)
-                    self._data[self._filled:self._filled + k] = self._view[self.rd:self.rd + k]
+                    self._data[self._filled:self._filled + k] = self.view[self.rd:self.rd + k]
                     self.rd += k
                     self._filled += k
                     if self._filled == len(self._data):
@@ -199,12 +203,13 @@ class Framer:
                     if avail < DIGEST_LEN:
                         return
                     pdu = self._pdu
-                    pdu.ddgst = int.from_bytes(self._view[self.rd:self.rd + 4], "little")
+                    pdu.ddgst = int.from_bytes(self.view[self.rd:self.rd + 4], "little")
                     self.rd += DIGEST_LEN
                     pdu.ddgst_ok = crc32c(pdu.data) == pdu.ddgst
                     self._emit(out)
         except ProtocolError as exc:
             self._failed = (str(exc), exc.fes, exc.fei, exc.header)
+            exc.before = out
             raise
 
     def _fail(self, msg: str, fes: int, fei: int, header=None) -> None:
@@ -278,7 +283,7 @@ class Framer:
             prefix = plen
         if avail < prefix:
             return False
-        header = self._view[rd:rd + hlen].tobytes()
+        header = self.view[rd:rd + hlen].tobytes()
         hdgst = None
         if hd:
             hdgst = int.from_bytes(buf[rd + hlen:rd + hlen + 4], "little")
@@ -331,7 +336,7 @@ class Framer:
                 return None
             if avail < 24:
                 return False
-            header = self._view[rd:rd + 24].tobytes()
+            header = self.view[rd:rd + 24].tobytes()
             cccid, ttag, datao, datal = _unpack_xfer(header, 8)
             if datal != plen - 24:
                 return None
@@ -344,7 +349,7 @@ class Framer:
                 return None
             if avail < 24:
                 return False
-            header = self._view[rd:rd + 24].tobytes()
+            header = self.view[rd:rd + 24].tobytes()
             self.rd = rd + 24
             if t == T_CAPSULE_RESP:
                 out.append(_CapsuleResp(0, 24, 0, 24, None, None, None, header, b"",
@@ -362,7 +367,7 @@ class Framer:
                 return None
             if avail < 72:
                 return False
-            header = self._view[rd:rd + 72].tobytes()
+            header = self.view[rd:rd + 72].tobytes()
             self.rd = rd + 72
             self._deliver(out, _CapsuleCmd(0, 72, pdo, plen, None, None, None, header, b"",
                                            header[8:72]), data_len)
@@ -385,7 +390,7 @@ class Framer:
         pdu.data = view
         rd = self.rd
         if not pdu.flags & _DDGSTF and self.wr - rd >= data_len:
-            view[:] = self._view[rd:rd + data_len]
+            view[:] = self.view[rd:rd + data_len]
             self.rd = rd + data_len
             self._in_place = False
             out.append(pdu)

@@ -242,6 +242,33 @@ def test_short_read_fails_with_data_transfer_error():
     assert done.status & 0xFF == SC_DATA_XFER_ERROR
 
 
+@pytest.mark.parametrize("hdgst", [False, True])
+def test_pdus_before_a_malformed_one_in_the_same_receive_still_count(hdgst):
+    """Whole PDUs ahead of a bad one arrived intact: their events come before the failure, as
+    they would have had the bad one come in a later receive (the framer used to lose them).
+    With header digests the full path decides; without, the host's completion lane."""
+    p = Pair(hdgst=hdgst)
+    first = p.host.submit(READ, read_len=4096)
+    p.host.submit(READ, read_len=4096)
+    cmds = p.to_ctrl()
+    p.ctrl.complete(first, data=bytes(range(256)) * 16)
+    raw = wire(p.ctrl) + bytes([5, 0x40, 24, 0, 24, 0, 0, 0]) + bytes(16)  # reserved flag
+    done, failed = p.host.receive(raw)
+    assert isinstance(done, Completion) and done.cid == first and done.status == 0
+    assert bytes(done.data) == bytes(range(256)) * 16
+    assert isinstance(failed, ProtocolFailure) and failed.error.fei == 1
+    assert len(cmds) == 2 and p.host.outstanding == 1  # the second one failed with the link
+
+
+def test_commands_before_a_malformed_pdu_in_the_same_receive_reach_the_controller():
+    p = Pair()
+    p.host.submit(READ, read_len=4096)
+    raw = wire(p.host) + bytes([4, 0, 72, 0, 71, 0, 0, 0]) + bytes(64)  # PLEN < HLEN
+    got, failed = p.ctrl.receive(raw)
+    assert isinstance(got, CommandReceived) and got.c2h_length == 4096
+    assert isinstance(failed, ProtocolFailure)
+
+
 def test_host_data_digest_error_is_not_fatal():
     p = Pair(hdgst=True, ddgst=True)
     cid = p.host.submit(READ, read_len=4096)

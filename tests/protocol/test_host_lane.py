@@ -1,0 +1,193 @@
+"""The host queue's completion lane must never change what the queue does.
+
+``HostQueue.buffer_updated`` completes plain C2HData and CapsuleResp PDUs by value and leaves
+everything else, from the first PDU it does not pass, to the full path (framer → PDU record →
+``_handle``). A reference engine here routes every receive through the full path only; both are
+fed the same controller bytes — well-formed answers and answers broken in each field the lane
+reads — in the same random segmentation, and must give the same events, the same bytes to send
+(TermReqs), the same state and the same data in the callers' buffers.
+"""
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pynvmetcp.host import commands as C
+from pynvmetcp.protocol import ControllerQueue, HostQueue
+from pynvmetcp.protocol.events import Completion, ProtocolFailure
+from pynvmetcp.protocol.queue import _QueueEngine
+from pynvmetcp.wire import codec
+
+from .conftest import wire
+
+
+class FullPath(HostQueue):
+    """The reference: the same engine without the lane."""
+
+    buffer_updated = _QueueEngine.buffer_updated
+
+
+READS = (512, 4096, 8192, 20000)  # bytes per read command; 20000 spans several staging reads
+C2H = struct.Struct("<BBBBIHHII4x")
+RESP = struct.Struct("<BBBBIIIHHHH")
+
+
+def _live(cls, sqflow_disabled: bool) -> HostQueue:
+    q = cls(1, queue_size=16, icd_size=4096, sqflow_disabled=sqflow_disabled)
+    ctrl = ControllerQueue(icd_size=4096)
+    q.initiate()
+    ctrl.receive(wire(q))
+    q.receive(wire(ctrl))
+    return q
+
+
+def _submit(q: HostQueue, kinds: list[int]) -> list[tuple[int, bytearray | None]]:
+    """One command per kind: a read of READS[k], or (k == -1) a command without data."""
+    out = []
+    for i, k in enumerate(kinds):
+        if k < 0:
+            out.append((q.submit(C.flush(1)), None))
+        else:
+            buf = bytearray(READS[k])
+            out.append((q.submit(C.read(1, i * 64, READS[k] // 512), read_into=buf), buf))
+    q.data_to_send()
+    return out
+
+
+# One answer step: (what, command index, variant). Variants of a C2HData: 0 all of the data
+# at offset 0 with LAST; 1 with SUCCESS too; 2 in two PDUs; 3 wrong offset; 4 beyond the
+# buffer; 5 SUCCESS before the end; 6 DATAL ≠ PLEN − 24; 7 reserved flag bit; 8 PDO 28; 9 an
+# unknown CCCID. Of a CapsuleResp: 0 success; 1 an error status; 2 a nonzero flag; 3 PLEN 28;
+# 4 an unknown CID; 5 DW0/DW1/SQHD set.
+STEPS = st.lists(st.tuples(st.sampled_from(("data", "resp")), st.integers(0, 5),
+                           st.integers(0, 9)), min_size=1, max_size=14)
+
+
+def _pattern(n: int, seed: int) -> bytes:
+    return bytes((seed * 7 + i) & 0xFF for i in range(n))
+
+
+def _c2h(cid: int, offset: int, data: bytes, flags: int = 0x04, *, pdo: int = 24,
+         datal: int | None = None) -> bytes:
+    n = len(data) if datal is None else datal
+    pad = bytes(pdo - 24)
+    return C2H.pack(7, flags, 24, pdo, pdo + len(data), cid, 0, offset, n) + pad + data
+
+
+def _answer(steps, cmds) -> bytes:
+    out = bytearray()
+    for what, i, variant in steps:
+        cid, buf = cmds[i % len(cmds)]
+        size = len(buf) if buf is not None else 4096
+        data = _pattern(size, i + variant)
+        if what == "data":
+            if variant == 0:
+                out += _c2h(cid, 0, data)
+            elif variant == 1:
+                out += _c2h(cid, 0, data, 0x0C)
+            elif variant == 2:
+                half = size // 2
+                out += _c2h(cid, 0, data[:half], 0) + _c2h(cid, half, data[half:])
+            elif variant == 3:
+                out += _c2h(cid, 512, data[:512])
+            elif variant == 4:
+                out += _c2h(cid, 0, data + b"\x01" * 512)
+            elif variant == 5:
+                out += _c2h(cid, 0, data[:512], 0x0C)
+            elif variant == 6:
+                out += _c2h(cid, 0, data, datal=size - 4)
+            elif variant == 7:
+                out += _c2h(cid, 0, data, 0x44)
+            elif variant == 8:
+                out += _c2h(cid, 0, data, pdo=28)
+            else:
+                out += _c2h(0x7777, 0, data)
+        else:
+            fields = dict(flags=0, plen=24, cid=cid, status=0, dw0=0, dw1=0, sqhd=0)
+            if variant == 1:
+                fields["status"] = 0x0281 << 1 | 1
+            elif variant == 2:
+                fields["flags"] = 0x04
+            elif variant == 3:
+                fields["plen"] = 28
+            elif variant == 4:
+                fields["cid"] = 0x6666
+            elif variant == 5:
+                fields.update(dw0=0xDEADBEEF, dw1=7, sqhd=3)
+            out += RESP.pack(5, fields["flags"], 24, 0, fields["plen"], fields["dw0"],
+                             fields["dw1"], fields["sqhd"], 1, fields["cid"], fields["status"])
+            if fields["plen"] == 28:
+                out += bytes(4)
+    return bytes(out)
+
+
+def _feed(q: HostQueue, stream: bytes, cuts: list[int]) -> list:
+    """``stream`` as a socket would deliver it in pieces of the given sizes (recv_into)."""
+    events = []
+    pos = 0
+    sizes = iter(cuts)
+    while pos < len(stream) and q.state.value != "terminated":
+        buf = q.get_buffer()
+        n = min(len(buf), len(stream) - pos, next(sizes, len(stream)))
+        buf[:n] = stream[pos:pos + n]
+        events += q.buffer_updated(n)
+        pos += n
+    return events
+
+
+def _seen(events) -> list:
+    """Events compared by value: a successful completion's data by content, a failure by its
+    report. A failed read's buffer is not compared: its content is undefined, and the full path
+    differs there — its framer decodes a receive's PDUs before the engine handles them, so the
+    payload of a C2HData that follows a command's early CapsuleResp in the same receive still
+    lands in that command's buffer; the lane stops at that PDU and the full path then finds it
+    for a command no longer outstanding."""
+    out = []
+    for ev in events:
+        if isinstance(ev, Completion):
+            data = bytes(ev.data) if ev.data is not None and not ev.status else None
+            out.append(ev._replace(data=data, context=None))
+        elif isinstance(ev, ProtocolFailure):
+            err = ev.error
+            out.append(("failure", str(err), err.fes, err.fei, err.header))
+        else:
+            out.append(ev)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(kinds=st.lists(st.integers(-1, len(READS) - 1), min_size=1, max_size=6), steps=STEPS,
+       cuts=st.lists(st.integers(1, 9000), max_size=12), sqflow_disabled=st.booleans())
+def test_the_lane_and_the_full_path_agree(kinds, steps, cuts, sqflow_disabled):
+    lane, full = _live(HostQueue, sqflow_disabled), _live(FullPath, sqflow_disabled)
+    lane_cmds, full_cmds = _submit(lane, kinds), _submit(full, kinds)
+    assert [c for c, _ in lane_cmds] == [c for c, _ in full_cmds]
+    stream = _answer(steps, lane_cmds)
+    seen = _seen(_feed(lane, stream, cuts))
+    assert seen == _seen(_feed(full, stream, cuts))
+    assert [bytes(b) for b in lane.data_to_send()] == [bytes(b) for b in full.data_to_send()]
+    assert (lane.state, lane.sqhd, sorted(lane._cmds)) == (full.state, full.sqhd,
+                                                            sorted(full._cmds))
+    assert seen or lane.state.value != "terminated"  # a failure is always reported
+
+
+def test_the_lane_completes_a_plain_read_without_the_full_path(monkeypatch):
+    """The common answer really takes the lane (else the comparison above proves nothing)."""
+    q = _live(HostQueue, False)
+    (cid, buf), = _submit(q, [1])
+    monkeypatch.setattr(_QueueEngine, "buffer_updated",
+                        lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+    stream = _c2h(cid, 0, _pattern(4096, 1)) + codec.encode(codec.capsule_resp(cid, sqid=1))
+    done, = _feed(q, stream, [len(stream)])
+    assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(4096, 1)
+
+
+def test_a_link_with_digests_never_takes_the_lane():
+    q = HostQueue(1, queue_size=16, hdgst=True)
+    ctrl = ControllerQueue()
+    q.initiate()
+    ctrl.receive(wire(q))
+    q.receive(wire(ctrl))
+    assert not q.framer.at_header(0)
