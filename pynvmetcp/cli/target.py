@@ -17,7 +17,7 @@ import signal
 import sys
 
 from ..target import (ConfigError, ListenConfig, NamespaceConfig, SubsystemConfig, Target,
-                      TargetConfig, parse_address)
+                      TargetConfig, new_event_loop, parse_address)
 
 PROG = "pynvmetcp target"
 
@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(target))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(_serve(target))
     except OSError as exc:  # e.g. the address is in use
         print(f"{PROG}: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

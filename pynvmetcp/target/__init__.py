@@ -16,7 +16,7 @@ admin commands, properties, features, keep-alive, AER), ``pages`` (identify and 
 ``nvm`` (the I/O command set), ``server`` (asyncio listeners and connections), ``config``
 (dataclasses and TOML), ``api`` (``Target``: in a loop or a background thread).
 """
-from .api import Target
+from .api import Target, new_event_loop
 from .config import (ConfigError, ListenConfig, NamespaceConfig, ReferralConfig, SubsystemConfig,
                      TargetConfig, parse_address)
 from .controller import Controller, ControllerOptions
@@ -27,7 +27,7 @@ from .registry import Registry
 from .server import TargetServer
 from .subsystem import Subsystem
 
-__all__ = ["Target", "TargetConfig", "ListenConfig", "SubsystemConfig", "NamespaceConfig",
+__all__ = ["Target", "new_event_loop", "TargetConfig", "ListenConfig", "SubsystemConfig", "NamespaceConfig",
            "ReferralConfig", "ConfigError", "parse_address", "Controller", "ControllerOptions",
            "DiscoverySubsystem", "Referral", "Namespace", "MemoryBackend", "FileBackend",
            "open_backend", "parse_size", "Port", "Registry", "TargetServer", "Subsystem"]

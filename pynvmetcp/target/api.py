@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
@@ -29,6 +30,23 @@ from .subsystem import Subsystem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop a target runs in when it makes its own (``serve``, ``pynvmetcp target``):
+    uvloop's where it is installed, as it is with pynvmetcp on Linux. At queue depth 1 the
+    standard loop's turn (selector, handles, transport callbacks, all Python) costs a target
+    about as many instructions per 4 KiB read as everything pynvmetcp does for it; uvloop's,
+    written in C over libuv, a small part of that (benchmarks/RESULTS.md). The target itself
+    is plain asyncio and runs on either: ``PYNVMETCP_LOOP=asyncio`` chooses the standard one."""
+    if os.environ.get("PYNVMETCP_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 class Target:
@@ -103,7 +121,7 @@ class Target:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             self._loop = loop
             try:
                 loop.run_until_complete(self.start())
