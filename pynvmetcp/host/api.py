@@ -103,9 +103,6 @@ class Namespace:
                              f"{self.block_size}-byte block size")
         return nbytes // self.block_size
 
-    def _too_big(self, nlb: int) -> bool:
-        return 0 < self.max_blocks < nlb
-
     def _pieces(self, slba: int, nlb: int):
         """(slba, nlb, byte offset) of each command when one transfer exceeds MDTS."""
         for done in range(0, nlb, self.max_blocks):
@@ -121,15 +118,19 @@ class Namespace:
 
     def read(self, slba: int, nlb: int):
         """Read ``nlb`` blocks at ``slba``; returns a bytearray (split by MDTS if need be)."""
-        if self._too_big(nlb):
+        if 0 < self.max_blocks < nlb:  # larger than MDTS
             buf = bytearray(nlb * self.block_size)
             return self._split(self._read_cmd, slba, nlb, buf, buf)
         return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), queue=-1,
                                      read_len=nlb * self.block_size), _data)
 
     def read_into(self, slba: int, buf):
-        """Read into ``buf`` (its length selects the block count); nothing is copied twice."""
-        return self._transfer(self._read_cmd, slba, buf)
+        """Read into ``buf`` (its length selects the block count); nothing is copied twice.
+        ``_transfer``'s work, written out: the one call whose cost is all latency at QD1."""
+        nlb = self._blocks(memoryview(buf).nbytes)
+        if 0 < self.max_blocks < nlb:
+            return self._split(self._read_cmd, slba, nlb, buf, None)
+        return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), -1, None, 0, buf), _none)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)
@@ -146,7 +147,7 @@ class Namespace:
         """One command for ``buf`` (``make(slba, nlb, buffer)`` builds it), or several in order
         when it is larger than MDTS."""
         nlb = self._blocks(memoryview(buf).nbytes)
-        if self._too_big(nlb):
+        if 0 < self.max_blocks < nlb:
             return self._split(make, slba, nlb, buf, None)
         return self.ctrl._io(make(slba, nlb, buf), _none)
 

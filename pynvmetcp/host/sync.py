@@ -87,7 +87,8 @@ class SyncQueue:
             return self._submit(cmd, context or cmd)
 
     def _submit(self, cmd: P.Command, context: object) -> int:
-        self._check_open()
+        if self.closed:
+            self._check_open()
         cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
                                  read_len=cmd.read_len, context=context)
         if self.engine.send_now():
@@ -137,6 +138,8 @@ class SyncQueue:
                 sent = self.sock.sendmsg(bufs)
             except OSError as exc:
                 self._lost(f"send failed: {exc}")
+            if sent == sum(map(len, bufs)):  # the usual case (the engine's buffers are bytes)
+                return
             bufs = _advance(bufs, sent)
 
     def _pump(self, deadline: float | None) -> None:
@@ -151,7 +154,7 @@ class SyncQueue:
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
         try:
-            n = self.sock.recv_into(self.engine.get_buffer(), 0,
+            n = self.sock.recv_into(self.engine.framer.get_buffer(), 0,  # engine.get_buffer's
                                     socket.MSG_DONTWAIT if deadline is None else 0)
         except InterruptedError:
             return

@@ -19,8 +19,8 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
-from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_RESP, T_ICRESP, T_R2T, DigestFlags,
-                        Fes, PduFlags, PduType)
+from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_ICRESP,
+                        T_R2T, DigestFlags, Fes, PduFlags, PduType)
 from ..spec.status import SC_DATA_XFER_ERROR
 from ..spec.cqe import make_status
 from ..wire import codec
@@ -29,7 +29,8 @@ from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueStat
                     _QueueEngine)
 
 _SGL = struct.Struct("<QI3xB")
-_CID = struct.Struct("<H")
+_SQE_TAIL = struct.Struct("<BH")  # SQE flags and CID, from byte 1
+_pack_cmd = codec.CMD.pack
 ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
@@ -127,36 +128,50 @@ class HostQueue(_QueueEngine):
         ``write`` is data for a host-to-controller transfer; ``read_into`` a writable buffer for a
         controller-to-host transfer (or ``read_len`` to have one allocated).
         """
+        cmds = self._cmds
         if self.state is not _LIVE:
             raise RuntimeError(f"queue {self.qid} is not live ({self.state.value})")
-        if len(self._cmds) >= self.queue_size - 1:
+        if len(cmds) >= self.queue_size - 1:
             raise RuntimeError(f"queue {self.qid} is full ({self.queue_size - 1} outstanding)")
-        if write is not None and (read_into is not None or read_len):
-            raise ValueError("a command moves data in one direction only")
         cid = self._next_cid
-        if cid in self._cmds:
+        if cid in cmds:
             cid = self._free_cid(cid)
         self._next_cid = (cid + 1) & 0xFFFF
         sqe = bytearray(sqe)
-        _CID.pack_into(sqe, 2, cid)
-        wmv = memoryview(write).cast("B") if write is not None else None
-        if read_into is not None:
-            rmv = memoryview(read_into).cast("B")
-            if rmv.readonly:
-                raise ValueError("read buffer must be writable")
-        elif read_len:
-            rmv = memoryview(bytearray(read_len))
-        else:
-            rmv = None
-        cmd = _Command(cid, sqe[0], wmv, rmv, context)
-        length = len(wmv) if wmv is not None else (len(rmv) if rmv is not None else 0)
-        if wmv is not None and 0 < len(wmv) <= self.icd_size:
+        if len(sqe) != 64:
+            raise ValueError(f"an SQE is 64 bytes, not {len(sqe)}")
+        if write is None:
+            if read_into is not None:
+                rmv = memoryview(read_into).cast("B")
+                if rmv.readonly:
+                    raise ValueError("read buffer must be writable")
+                length = len(rmv)
+            elif read_len:
+                rmv = memoryview(bytearray(read_len))
+                length = read_len
+            else:
+                rmv = None
+                length = 0
+            _SQE_TAIL.pack_into(sqe, 1, sqe[1] | 0x40, cid)  # PSDT: SGL, as every Linux host
+            _SGL.pack_into(sqe, 24, 0, length, _SGL_TRANSPORT)
+            cmds[cid] = _Command(cid, sqe[0], None, rmv, context)
+            if self.hdgst:
+                self.outbox += codec.capsule_cmd(sqe, hdgst=True)
+            else:  # codec.capsule_cmd's header for no data and no digest, without the call
+                self.outbox.append(_pack_cmd(T_CAPSULE_CMD, 0, 72, 0, 72, sqe))
+            self.held += 1
+            return cid
+        if read_into is not None or read_len:
+            raise ValueError("a command moves data in one direction only")
+        wmv = memoryview(write).cast("B")
+        cmd = _Command(cid, sqe[0], wmv, None, context)
+        _SQE_TAIL.pack_into(sqe, 1, sqe[1] | 0x40, cid)
+        if 0 < len(wmv) <= self.icd_size:
             cmd.in_capsule = True
             _SGL.pack_into(sqe, 24, 0, len(wmv), _SGL_IN_CAPSULE)
         else:
-            _SGL.pack_into(sqe, 24, 0, length, _SGL_TRANSPORT)
-        sqe[1] |= 0x40  # PSDT: SGL for data (as every Linux host command)
-        self._cmds[cid] = cmd
+            _SGL.pack_into(sqe, 24, 0, len(wmv), _SGL_TRANSPORT)
+        cmds[cid] = cmd
         self.outbox.extend(codec.capsule_cmd(sqe, wmv if cmd.in_capsule else None,
                                            hdgst=self.hdgst, ddgst=self.ddgst, pda=self.cpda))
         self.held += 1
