@@ -5,7 +5,8 @@ SGL against the negotiated limits (answering bad ones itself with an NVMe status
 command reaches the target only when it is well formed), solicits host data with one R2T covering
 the whole transfer (as the Linux and SPDK targets do), checks every H2CData against that R2T, and
 turns ``complete()`` into C2HData PDUs and a CapsuleResp. What a command *means* is the target's
-business: it receives ``CommandReceived`` and answers with ``complete``.
+business: it receives ``CommandReceived`` (or a call of ``on_command``) and answers with
+``complete``.
 """
 from __future__ import annotations
 
@@ -93,8 +94,15 @@ class ControllerQueue(_QueueEngine):
         self.framer.pda = cpda
         self.framer.data_sink = self._sink
         #: Plain Reads answered in ``buffer_updated`` itself (``open_read_lane``); None: every
-        #: command is a ``CommandReceived``.
+        #: command takes the full path.
         self.read_lane: ReadLane | None = None
+        #: Where ready commands go, called with a ``CommandReceived``'s fields the moment each
+        #: is parsed (None: they are returned as events). A target that answers at once then
+        #: answers in arrival order, interleaved with what the engine answers itself (R2T,
+        #: rejected SGLs, CID conflicts), and a command it completed is no longer outstanding
+        #: for the next one: the same answers however the bytes were split into receives,
+        #: and the same as the read lane gives.
+        self.on_command: Callable[[int, bytes, object, int], None] | None = None
 
     def configure(self, qid: int, sqsize: int, sqflow_disabled: bool = False) -> None:
         """The Connect on this queue succeeded: from now on apply its size and kind."""
@@ -259,7 +267,7 @@ class ControllerQueue(_QueueEngine):
             if data is not None:
                 return self._reject(cid, _status(SC_SGL_INVALID_DATA))
             self._cmds[cid] = _Command(cid, sqe)
-            return CommandReceived(cid, sqe, None, 0)
+            return self._received(cid, sqe, None, 0)
         if length > self.max_transfer:
             return self._reject(cid, _status(SC_SGL_INVALID_DATA))
         if sgl_id == _SGL_IN_CAPSULE:
@@ -272,12 +280,12 @@ class ControllerQueue(_QueueEngine):
             if pdu.ddgst_ok is False:
                 return self._reject(cid, _status(SC_DATA_XFER_ERROR, dnr=False))
             self._cmds[cid] = _Command(cid, sqe)
-            return CommandReceived(cid, sqe, data, 0)
+            return self._received(cid, sqe, data, 0)
         if sgl_id != _SGL_TRANSPORT or data is not None:
             return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
         if direction == 2:
             self._cmds[cid] = _Command(cid, sqe, c2h_length=length)
-            return CommandReceived(cid, sqe, None, length)
+            return self._received(cid, sqe, None, length)
         if direction != 1:  # bidirectional transfers are not defined on NVMe/TCP
             return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
         cmd = _Command(cid, sqe, buf=memoryview(bytearray(length)))
@@ -285,6 +293,13 @@ class ControllerQueue(_QueueEngine):
         self._cmds[cid] = cmd
         self._ttags[cmd.ttag] = cmd
         self.outbox.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
+        return None
+
+    def _received(self, cid: int, sqe: bytes, data, c2h_length: int) -> CommandReceived | None:
+        """A command is ready: to ``on_command`` at once, else as an event."""
+        if self.on_command is None:
+            return CommandReceived(cid, sqe, data, c2h_length)
+        self.on_command(cid, sqe, data, c2h_length)
         return None
 
     def _alloc_ttag(self) -> int:
@@ -340,7 +355,7 @@ class ControllerQueue(_QueueEngine):
         if cmd.ddgst_bad:  # the data is unusable; the host may retry (no DNR)
             self.complete(cmd.cid, _status(SC_DATA_XFER_ERROR, dnr=False))
             return None
-        return CommandReceived(cmd.cid, cmd.sqe, cmd.buf, 0)
+        return self._received(cmd.cid, cmd.sqe, cmd.buf, 0)
 
     def _on_terminated(self, reason: str) -> None:
         self._cmds.clear()

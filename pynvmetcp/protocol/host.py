@@ -15,6 +15,7 @@ data sink points at it), so a 128 KiB read is received with no intermediate copy
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -35,11 +36,18 @@ ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
 _F_SUCCESS = PduFlags.SUCCESS
-# The completion lane (``HostQueue.buffer_updated``): whole CapsuleResp and C2HData headers.
-_unpack_resp = codec.RESP.unpack_from
-_unpack_c2h = struct.Struct("<BBBBIHHII").unpack_from
-_PLAIN_C2H_FLAGS = frozenset((0, int(PduFlags.LAST_PDU), int(PduFlags.LAST_PDU | PduFlags.SUCCESS)))
-
+# The completion lane (``HostQueue.buffer_updated``). A header's first four bytes (type, flags,
+# HLEN, PDO) as one little-endian int: a plain CapsuleResp's, and a plain C2HData's (flags 0,
+# LAST_PDU, or LAST_PDU|SUCCESS); then PLEN and the PSH.
+_unpack_resp = struct.Struct("<IIIIHHHH").unpack_from
+_unpack_c2h = struct.Struct("<IIHHII").unpack_from
+_RESP_HEAD = int.from_bytes(bytes((T_CAPSULE_RESP, 0, 24, 0)), "little")
+_C2H_SUCCESS = int.from_bytes(bytes((T_C2H_DATA, PduFlags.LAST_PDU | PduFlags.SUCCESS, 24, 24)),
+                              "little")
+_PLAIN_C2H = frozenset(int.from_bytes(bytes((T_C2H_DATA, flags, 24, 24)), "little")
+                       for flags in (0, PduFlags.LAST_PDU, PduFlags.LAST_PDU | PduFlags.SUCCESS))
+#: A Completion made without its generated __new__ (a Python frame per completion).
+_completion = functools.partial(tuple.__new__, Completion)
 
 @dataclass(slots=True)
 class _Command:
@@ -207,15 +215,35 @@ class HostQueue(_QueueEngine):
         if self.state is not _LIVE or not fr.at_header(nbytes):
             return _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
+        view = fr.view
         rd = fr.rd
         wr = fr.wr
         cmds = self._cmds
         events: list = []
         while wr - rd >= 24:
             t = buf[rd]
-            if t == T_CAPSULE_RESP:
-                _, flags, hlen, pdo, plen, dw0, dw1, sqhd, sqid, cid, st = _unpack_resp(buf, rd)
-                if flags or hlen != 24 or pdo or plen != 24:
+            if t == T_C2H_DATA:  # a read's data; with SUCCESS also its end
+                head, plen, cid, _, datao, datal = _unpack_c2h(buf, rd)
+                cmd = cmds.get(cid)
+                if (head not in _PLAIN_C2H or datal != plen - 24 or not datal or wr - rd < plen
+                        or cmd is None or cmd.read is None or datao != cmd.received):
+                    break
+                read = cmd.read
+                end = datao + datal
+                if end > len(read) or (head == _C2H_SUCCESS and end != len(read)):
+                    break
+                read[datao:end] = view[rd + 24:rd + plen]
+                rd += plen
+                cmd.received = cmd.sink_offset = end
+                if head == _C2H_SUCCESS:
+                    del cmds[cid]
+                    if not self.sqflow_disabled:
+                        self.sqhd = (self.sqhd + 1) % self.queue_size
+                    events.append(_completion((cid, cmd.status_override, 0, 0, self.sqhd,
+                                               self.qid, read, cmd.context)))
+            elif t == T_CAPSULE_RESP:
+                head, plen, dw0, dw1, sqhd, sqid, cid, st = _unpack_resp(buf, rd)
+                if head != _RESP_HEAD or plen != 24:
                     break
                 cmd = cmds.pop(cid, None)
                 if cmd is None:
@@ -223,34 +251,17 @@ class HostQueue(_QueueEngine):
                 rd += 24
                 if not self.sqflow_disabled:
                     self.sqhd = sqhd
-                status = (st >> 1) & 0x7FFF
                 read = cmd.read
-                if status == 0:
-                    if cmd.status_override:
-                        status = cmd.status_override
-                    elif read is not None and cmd.received != len(read):
-                        status = STATUS_TRANSPORT_ERROR
-                events.append(Completion(cid, status, dw0, dw1, sqhd, sqid, read, cmd.context))
-            elif t == T_C2H_DATA:
-                _, flags, hlen, pdo, plen, cid, _, datao, datal = _unpack_c2h(buf, rd)
-                cmd = cmds.get(cid)
-                if (flags not in _PLAIN_C2H_FLAGS or hlen != 24 or pdo != 24 or not datal
-                        or datal != plen - 24 or wr - rd < plen or cmd is None):
-                    break
-                read = cmd.read
-                end = datao + datal
-                if (read is None or datao != cmd.received or end > len(read)
-                        or (flags & _F_SUCCESS and end != len(read))):
-                    break
-                read[datao:end] = fr.view[rd + 24:rd + plen]
-                rd += plen
-                cmd.received = cmd.sink_offset = end
-                if flags & _F_SUCCESS:
-                    del cmds[cid]
-                    if not self.sqflow_disabled:
-                        self.sqhd = (self.sqhd + 1) % self.queue_size
-                    events.append(Completion(cid, cmd.status_override, 0, 0, self.sqhd,
-                                             self.qid, read, cmd.context))
+                if st & 0xFFFE:
+                    status = st >> 1
+                elif cmd.status_override:
+                    status = cmd.status_override
+                elif read is not None and cmd.received != len(read):
+                    status = STATUS_TRANSPORT_ERROR
+                else:
+                    status = 0
+                events.append(_completion((cid, status, dw0, dw1, sqhd, sqid, read,
+                                           cmd.context)))
             else:
                 break
         fr.rd = rd

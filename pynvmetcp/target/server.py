@@ -18,8 +18,7 @@ from typing import Callable
 
 from ..aio_send import BufferSender
 from ..errors import NvmeStatusError
-from ..protocol import (CommandReceived, ControllerQueue, IcComplete, PeerTerminated,
-                        ProtocolFailure, QueueState)
+from ..protocol import ControllerQueue, IcComplete, PeerTerminated, ProtocolFailure, QueueState
 from ..protocol.controller import LINUX_MAXH2CDATA
 from ..spec.opcodes import FabricsType
 from ..spec.status import SC_CMD_SEQ_ERROR
@@ -49,6 +48,7 @@ class Connection(asyncio.BufferedProtocol):
         opts = server.options
         self.engine = ControllerQueue(maxh2cdata=server.maxh2cdata, icd_size=opts.icd_size,
                                       max_transfer=opts.max_transfer)
+        self.engine.on_command = self._command  # each command runs as soon as it is parsed
         self.controller: Controller | None = None
         self.qid = 0
         self.transport: asyncio.Transport | None = None
@@ -130,14 +130,16 @@ class Connection(asyncio.BufferedProtocol):
         log.debug("connection from %s closed%s", self.peer, f": {exc}" if exc else "")
 
     # ---- events ----
+    def _command(self, cid: int, sqe: bytes, data, c2h_length: int) -> None:
+        if self.closing:  # e.g. after a Disconnect earlier in the same receive
+            return
+        if self.controller is not None:
+            self.controller.execute(self, cid, sqe, data, c2h_length)
+        else:
+            self._before_connect(cid, sqe, data)
+
     def _event(self, event) -> None:
-        if type(event) is CommandReceived:
-            if self.controller is not None:
-                cid, sqe, data, c2h_length = event
-                self.controller.execute(self, cid, sqe, data, c2h_length)
-            else:
-                self._before_connect(event)
-        elif type(event) is ProtocolFailure:
+        if type(event) is ProtocolFailure:
             log.warning("%r: protocol error, sending C2HTermReq: %s (fes=%#x, fei=%#x)", self,
                         event.error, event.error.fes, event.error.fei)
             self.close(f"protocol error: {event.error}")
@@ -147,21 +149,20 @@ class Connection(asyncio.BufferedProtocol):
         elif type(event) is IcComplete:
             log.debug("%r: ICReq done (hdgst=%s ddgst=%s)", self, event.hdgst, event.ddgst)
 
-    def _before_connect(self, event: CommandReceived) -> None:
-        sqe = event.sqe
+    def _before_connect(self, cid: int, sqe: bytes, data) -> None:
         if sqe[0] != 0x7F or sqe[4] != FabricsType.CONNECT:
-            self.engine.complete(event.cid, status(SC_CMD_SEQ_ERROR))
+            self.engine.complete(cid, status(SC_CMD_SEQ_ERROR))
             return
         try:
-            accepted = connect(self.server.registry, self, sqe, event.data,
+            accepted = connect(self.server.registry, self, sqe, data,
                                options=self.server.options, clock=self.server.clock)
         except NvmeStatusError as exc:
-            self.engine.complete(event.cid, exc.status, dw0=exc.dw0)
+            self.engine.complete(cid, exc.status, dw0=exc.dw0)
             return
         self.controller = accepted.controller
         self.qid = accepted.qid
         self.engine.configure(accepted.qid, accepted.sqsize, accepted.sqflow_disabled)
-        self.engine.complete(event.cid, 0, dw0=accepted.controller.cntlid)
+        self.engine.complete(cid, 0, dw0=accepted.controller.cntlid)
         if accepted.qid and self.server.options.read_lane and not self.controller.discovery:
             self.engine.open_read_lane(nvm.read_lane(self.controller, self))
 
