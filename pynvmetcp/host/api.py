@@ -7,6 +7,7 @@ run the same code.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from ..spec.identify import IdentifyNamespace
@@ -21,6 +22,10 @@ def _dw0(done) -> int:
 
 def _data(done):
     return done.data.obj if done.data is not None else None
+
+
+#: A Command made without its generated __new__ (a Python frame per I/O): all six fields.
+_command = functools.partial(tuple.__new__, Command)
 
 
 def _none(done) -> None:
@@ -127,10 +132,14 @@ class Namespace:
     def read_into(self, slba: int, buf):
         """Read into ``buf`` (its length selects the block count); nothing is copied twice.
         ``_transfer``'s work, written out: the one call whose cost is all latency at QD1."""
-        nlb = self._blocks(memoryview(buf).nbytes)
+        nbytes = memoryview(buf).nbytes
+        nlb = nbytes // self.block_size
+        if nbytes % self.block_size or not nbytes:
+            self._blocks(nbytes)  # raises
         if 0 < self.max_blocks < nlb:
             return self._split(self._read_cmd, slba, nlb, buf, None)
-        return self.ctrl._io(Command(C.read(self.nsid, slba, nlb), -1, None, 0, buf), _none)
+        return self.ctrl._io(_command((C.read(self.nsid, slba, nlb), -1, None, 0, buf, None)),
+                             _none)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)

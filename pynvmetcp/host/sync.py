@@ -109,7 +109,8 @@ class SyncQueue:
     def _wait(self, cid: int, deadline: float) -> Completion:
         while cid not in self._done:
             self._pump(deadline)
-        return check(self._done.pop(cid))
+        done = self._done.pop(cid)
+        return check(done) if done.status else done  # a call only when it raises
 
     def wait_any(self, timeout: float | None = None) -> Completion:
         """The next completion of any submitted command (status not checked)."""
@@ -132,7 +133,8 @@ class SyncQueue:
             raise ConnectionLost(f"queue {self.engine.qid} is closed")
 
     def _flush(self) -> None:
-        bufs = self.engine.data_to_send()
+        engine = self.engine
+        bufs, engine.outbox, engine.held = engine.outbox, [], 0  # data_to_send, without a call
         while bufs:
             try:
                 sent = self.sock.sendmsg(bufs)
