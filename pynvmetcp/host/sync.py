@@ -251,24 +251,28 @@ class Controller(Association):
     def _execute(self, cmd: P.Command | P.OpenQueue) -> Completion | None:
         if isinstance(cmd, P.OpenQueue):
             return self._open_queue(cmd)
-        if self._recovering and self._establisher != threading.get_ident():
-            with self._recover_lock:  # wait for the new association instead of racing it
-                pass
-        generation = self._generation
-        try:
-            return self._queue_for(cmd.queue).execute(cmd)
-        except ConnectionLost:
-            if (cmd.sqe[0] == 0x7F or self._establisher == threading.get_ident()
-                    or not self._recover(generation)):
-                raise
-            return self._queue_for(cmd.queue).execute(cmd)  # requeued, as the kernel does
+        return self._io(cmd, None)
 
     def _run(self, proc, post=None):
         value = P.run_sync(proc, self._execute, time.sleep)
         return post(value) if post else value
 
-    def _io(self, command, post):
-        return post(self._execute(command))
+    def _io(self, cmd: P.Command, post):
+        """One command (``post`` turns its completion into the result; None: the completion),
+        requeued once after a reconnect as the kernel does (not Fabrics commands, not the
+        thread building the association). Every command takes this path, I/O directly."""
+        if self._recovering and self._establisher != threading.get_ident():
+            with self._recover_lock:  # wait for the new association instead of racing it
+                pass
+        generation = self._generation
+        try:
+            done = self._queue_for(cmd.queue).execute(cmd)
+        except ConnectionLost:
+            if (cmd.sqe[0] == 0x7F or self._establisher == threading.get_ident()
+                    or not self._recover(generation)):
+                raise
+            done = self._queue_for(cmd.queue).execute(cmd)  # requeued, as the kernel does
+        return post(done) if post else done
 
     # ---- bring-up and recovery ----
     def connect(self) -> "Controller":
