@@ -22,7 +22,8 @@ the raw socket (whatever a side costs is paid in series there):
 * host: the blocking host's queue (``SyncQueue`` and its engine) reads over a socketpair whose
   other end already holds the answer, against ``_peers.BareHost`` doing the same;
 * target: callgrind on the target process, read by a ``BareHost`` from outside it (at QD1 one
-  loop turn per read), against ``_peers.BARE_TARGET`` read the same way.
+  loop turn per read), against ``_peers.BARE_TARGET`` read the same way; the target runs on the
+  loop it picks (uvloop's) and once more on the standard loop (``instructions_qd1_target_std_k``).
 
 Last lines: ``RATIO instructions_engine_vs_struct=…`` (baseline / engine instructions; 1 would
 be as cheap as the bare loop), ``RATIO instructions_per_read_k=…`` (thousands per read), and
@@ -155,10 +156,18 @@ else:
 
 # A target under callgrind, read at QD1 by a BareHost from this process: the instructions of
 # ``reads`` reads minus those of a run without them, per read.
+def _target(port: int) -> list[str]:
+    return [sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen", f"127.0.0.1:{port}",
+            "--subsystem", NQN, "--namespace", "mem:16M"]
+
+
+# (command, environment): the target on the loop it picks (uvloop's), on the standard loop,
+# and the bare target.
 TARGETS = {
-    "target": lambda port: [sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen",
-                            f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", "mem:16M"],
-    "target-bare": lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(16 << 20)],
+    "target": (_target, {}),
+    "target-std": (_target, {"PYNVMETCP_LOOP": "asyncio"}),
+    "target-bare": (lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(16 << 20)],
+                    {}),
 }
 
 
@@ -185,12 +194,13 @@ def target_instructions(kind: str, reads: int) -> int:
     import pynvmetcp
 
     port = free_port()
-    proc = subprocess.Popen([*CALLGRIND, *TARGETS[kind](port)], cwd=ROOT, env=ENV,
+    command, env = TARGETS[kind]
+    proc = subprocess.Popen([*CALLGRIND, *command(port)], cwd=ROOT, env={**ENV, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_port(port, proc, timeout=120)  # start-up under callgrind takes seconds
         buf = memoryview(bytearray(4096))
-        if kind == "target":  # the real Connect first; then its I/O queue is read bare
+        if kind != "target-bare":  # the real Connect first; then its I/O queue is read bare
             with pynvmetcp.connect("127.0.0.1", port, NQN, nr_io_queues=1, kato=0,
                                    ctrl_loss_tmo=0, timeout=60) as ctrl:
                 host = BareHost(ctrl.io[0].sock)
@@ -238,18 +248,20 @@ def main(argv: list[str] | None = None) -> int:
                                            for side in ("engine", "bare", "queue", "queue-bare"))
     reads = rounds * DEPTH // 4
     target = target_per_read("target", reads)
+    target_std = target_per_read("target-std", reads)
     target_bare = target_per_read("target-bare", reads)
     report.note(f"host engine: {engine / 1e3:.1f}k instructions per read; bare struct loop: "
                 f"{bare / 1e3:.1f}k ({rounds} rounds of {DEPTH})")
     report.note(f"QD1, host queue: {queue / 1e3:.1f}k per read, bare host {queue_bare / 1e3:.1f}k;"
-                f" target: {target / 1e3:.1f}k, bare target {target_bare / 1e3:.1f}k "
-                f"({reads} reads)")
+                f" target: {target / 1e3:.1f}k (on the standard loop {target_std / 1e3:.1f}k),"
+                f" bare target {target_bare / 1e3:.1f}k ({reads} reads)")
     report.ratio("instructions_engine_vs_struct", bare / engine)
     report.ratio("instructions_per_read_k", engine / 1e3)
     report.ratio("instructions_qd1_host_k", queue / 1e3)
     report.ratio("instructions_qd1_host_vs_bare", queue_bare / queue)
     report.ratio("instructions_qd1_target_k", target / 1e3)
     report.ratio("instructions_qd1_target_vs_bare", target_bare / target)
+    report.ratio("instructions_qd1_target_std_k", target_std / 1e3)
     return report.finish()
 
 

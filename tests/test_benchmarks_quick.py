@@ -19,7 +19,10 @@ EXPECTED = {"codec": {"codec_decode_vs_struct", "codec_encode_vs_struct",
             "digest": {"digest_vs_memcpy_4k", "digest_vs_memcpy_64k", "digest_vs_memcpy_1m"},
             "instructions": {"instructions_engine_vs_struct", "instructions_per_read_k",
                              "instructions_qd1_host_k", "instructions_qd1_host_vs_bare",
-                             "instructions_qd1_target_k", "instructions_qd1_target_vs_bare"},
+                             "instructions_qd1_target_k", "instructions_qd1_target_vs_bare",
+                             "instructions_qd1_target_std_k"},
+            "iops": {"qd1_latency_p50_vs_raw", "iops_qd32_per_core", "asyncio_vs_blocking_qd32",
+                     "asyncio_std_vs_blocking_qd32"},
             "floor": {"qd1_floor_vs_raw", "qd1_host_vs_floor", "qd1_target_vs_floor",
                       "read128_floor_vs_raw", "read128_host_vs_floor", "read128_target_vs_floor"}}
 
