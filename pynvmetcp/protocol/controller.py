@@ -183,25 +183,27 @@ class ControllerQueue(_QueueEngine):
         cmds = self._cmds
         out = self.outbox
         limit = self.c2h_chunk if self.c2h_chunk < self.max_transfer else self.max_transfer
-        while wr - rd >= 72:
-            (t, flags, hlen, pdo, plen, opc, cflags, cid, nsid, length, sgl_id, slba,
-             nlb) = _unpack_lane(buf, rd)
-            if (t != 4 or flags or hlen != 72 or pdo or plen != 72 or opc != 2
-                    or cflags != _PSDT_SGL or sgl_id != _SGL_TRANSPORT
-                    or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
-                break
-            data = lane(nsid, slba, nlb, length)
-            if data is None:
-                break
-            rd += 72
-            if self.sqflow_disabled:
-                out += (_pack_xfer(7, _LAST_SUCCESS, 24, 24, 24 + length, cid, 0, 0, length),
-                        data)
-            else:
-                self.sqhd = sqhd = (self.sqhd + 1) % self.depth
-                out += (_pack_xfer(7, _LAST, 24, 24, 24 + length, cid, 0, 0, length), data,
-                        _pack_resp(5, 0, 24, 0, 24, 0, 0, sqhd, self.qid, cid, 0))
-        fr.rd = rd
+        try:
+            while wr - rd >= 72:
+                (t, flags, hlen, pdo, plen, opc, cflags, cid, nsid, length, sgl_id, slba,
+                 nlb) = _unpack_lane(buf, rd)
+                if (t != 4 or flags or hlen != 72 or pdo or plen != 72 or opc != 2
+                        or cflags != _PSDT_SGL or sgl_id != _SGL_TRANSPORT
+                        or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
+                    break
+                data = lane(nsid, slba, nlb, length)
+                if data is None:
+                    break
+                rd += 72
+                if self.sqflow_disabled:
+                    out += (_pack_xfer(7, _LAST_SUCCESS, 24, 24, 24 + length, cid, 0, 0, length),
+                            data)
+                else:
+                    self.sqhd = sqhd = (self.sqhd + 1) % self.depth
+                    out += (_pack_xfer(7, _LAST, 24, 24, 24 + length, cid, 0, 0, length), data,
+                            _pack_resp(5, 0, 24, 0, 24, 0, 0, sqhd, self.qid, cid, 0))
+        finally:  # what the lane answered is consumed, even if the target's call raised
+            fr.rd = rd
         if rd == wr:
             return []
         return _QueueEngine.buffer_updated(self, 0)

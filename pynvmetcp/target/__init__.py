@@ -27,7 +27,8 @@ from .registry import Registry
 from .server import TargetServer
 from .subsystem import Subsystem
 
-__all__ = ["Target", "new_event_loop", "TargetConfig", "ListenConfig", "SubsystemConfig", "NamespaceConfig",
-           "ReferralConfig", "ConfigError", "parse_address", "Controller", "ControllerOptions",
-           "DiscoverySubsystem", "Referral", "Namespace", "MemoryBackend", "FileBackend",
-           "open_backend", "parse_size", "Port", "Registry", "TargetServer", "Subsystem"]
+__all__ = ["Target", "new_event_loop", "TargetConfig", "ListenConfig", "SubsystemConfig",
+           "NamespaceConfig", "ReferralConfig", "ConfigError", "parse_address", "Controller",
+           "ControllerOptions", "DiscoverySubsystem", "Referral", "Namespace", "MemoryBackend",
+           "FileBackend", "open_backend", "parse_size", "Port", "Registry", "TargetServer",
+           "Subsystem"]

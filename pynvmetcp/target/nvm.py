@@ -65,8 +65,9 @@ def _range(ns: Namespace, sqe: bytes) -> tuple[int, int, int]:
 
 def read_lane(ctrl: Controller, q: QueueLink) -> Callable[[int, int, int, int], object]:
     """``_read``'s checks and work for the queue engine's read lane, on the values it unpacked
-    from the SQE: the data of a Read that succeeds, else None and the lane leaves the command to
-    ``execute`` (which reports the failure, records it in the error log, and so on). The same
+    from the SQE: the data of a Read that succeeds (exactly ``length`` bytes), else None and the
+    lane leaves the command to ``execute`` (which reports the failure, records it in the error
+    log, and so on) — a backend that fails or answers short included. The same
     facts are read at every call (controller state, namespace table, access list, ANA state),
     so a change made between two commands applies to the next one as it does on the full path."""
     subsystem = ctrl.subsystem
@@ -89,7 +90,12 @@ def read_lane(ctrl: Controller, q: QueueLink) -> Callable[[int, int, int, int], 
         if slba + nlb > backend.size >> shift or nlb << shift != length:
             return None
         ctrl.keepalive.last = clock()
-        data = backend.read(slba << shift, length)
+        try:
+            data = backend.read(slba << shift, length)
+        except Exception:  # the full path reads again, and reports the failure
+            return None
+        if len(data) != length:  # short, or not in bytes: the full path's checks decide
+            return None
         ns.read_cmds += 1
         ns.bytes_read += length
         return data
@@ -108,6 +114,8 @@ def _read(ctrl, q, cid, sqe, data, c2h_length) -> None:
     if c2h_length != length:
         raise fail(SC_SGL_INVALID_DATA)
     buf = ns.backend.read(offset, length)
+    if len(buf) != length:  # a backend's fault; sent as it is, the host would find a short read
+        raise fail(SC_INTERNAL, dnr=False)
     ns.read_cmds += 1
     ns.bytes_read += length
     q.complete(cid, 0, data=buf)

@@ -67,6 +67,10 @@ class Connection(asyncio.BufferedProtocol):
     # ---- asyncio callbacks ----
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.port.portid in self.server.closed_ports or self.server.stopping:
+            transport.close()  # accepted just before its port went (TargetServer.unlisten)
+            self.closing = True
+            return
         self._sender = BufferSender(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -221,6 +225,10 @@ class TargetServer:
         self.keepalive_tick = keepalive_tick
         self.connections: set[Connection] = set()
         self.listeners: dict[int, asyncio.base_events.Server] = {}
+        #: Ports removed (and not listened on again), and whether the whole target is stopping:
+        #: a connection accepted before that but made a transport after is closed at once.
+        self.closed_ports: set[int] = set()
+        self.stopping = False
         self._ticker: asyncio.Task | None = None
 
     #: The controllers' clock: the event loop's own (asyncio's ``loop.time()`` is this), read
@@ -239,6 +247,7 @@ class TargetServer:
     async def listen(self, port: Port) -> None:
         """Start serving ``port`` (already in the registry); an ephemeral port learns its number."""
         loop = asyncio.get_running_loop()
+        self.closed_ports.discard(port.portid)
         server = await loop.create_server(lambda: Connection(self, port),
                                           host=port.traddr or None, port=port.trsvcid,
                                           reuse_address=True)
@@ -259,10 +268,13 @@ class TargetServer:
         reading it — a host hung until its timeout (seen with ports removed and re-added
         under load). The connections then go before the wait: from Python 3.12 on,
         ``wait_closed`` waits for the listener's connections to end, and a host's live queue
-        would never end by itself."""
+        would never end by itself. On uvloop's loop a listener cannot be taken out of the loop
+        that way, and a connection accepted around the removal may be made a transport after it:
+        ``Connection.connection_made`` closes any connection of a removed port."""
         server = self.listeners.pop(portid, None)
         if server is None:
             return
+        self.closed_ports.add(portid)
         await _stop_accepting([server])
         server.close()
         for conn in list(self.connections):
@@ -282,6 +294,7 @@ class TargetServer:
 
     async def close(self) -> None:
         """Stop listening, end every association, close every connection."""
+        self.stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None

@@ -141,11 +141,11 @@ class Framer:
 
     def at_header(self, nbytes: int) -> bool:
         """For a consumer that decodes the frequent PDUs of a plain link itself (the queue
-        engines' lanes): True when the ``nbytes`` just received went into staging at a PDU boundary
-        on a link without digests or padding. They are then accounted, whole PDUs lie in
-        ``staging[rd:wr]`` (``view`` is a memoryview of it), and the consumer advances ``rd`` past those it took and hands the
-        rest back with ``buffer_updated(0)``. False: nothing was accounted; call
-        ``buffer_updated(nbytes)`` as usual."""
+        engines' lanes): True when the ``nbytes`` just received went into staging at a PDU
+        boundary on a link without digests or padding. They are then accounted, whole PDUs lie
+        in ``staging[rd:wr]`` (``view`` is a memoryview of it), and the consumer advances ``rd``
+        past those it took and hands the rest back with ``buffer_updated(0)``. False: nothing
+        was accounted; call ``buffer_updated(nbytes)`` as usual."""
         if (self._direct or self._state != _HEADER or self._failed or self.hdgst or self.ddgst
                 or self.pda):
             return False

@@ -209,6 +209,45 @@ def test_a_connection_accepted_as_its_port_is_removed_is_closed_not_left_hanging
     assert got == b""
 
 
+@pytest.mark.parametrize("turns", range(5))
+def test_a_connection_made_around_a_port_removal_does_not_outlive_it(target, turns):
+    """A connection is started ``turns`` loop turns after the removal begins, so that the
+    loop's accept and the making of its transport fall on each side of the listener's close
+    on some turn: on no turn may it stay open and be served (uvloop's loop, where listeners
+    cannot be taken out of the loop first, made a transport of it after the removal)."""
+    port = target.add_port("127.0.0.1", 0)
+    client = socket.socket()
+    client.setblocking(False)
+
+    async def connect_during_removal() -> None:
+        loop = asyncio.get_running_loop()
+
+        def connect(n: int) -> None:
+            if n:
+                loop.call_soon(connect, n - 1)
+            else:
+                client.connect_ex(("127.0.0.1", port.trsvcid))
+
+        loop.call_soon(connect, turns)
+        await target.remove_port(port.portid)
+        for _ in range(turns + 4):  # let whatever was accepted become a transport
+            await asyncio.sleep(0)
+
+    target.call(connect_during_removal)
+    client.setblocking(True)
+    client.settimeout(5)
+    try:
+        client.sendall(codec.ic_req())
+        got = client.recv(128)
+    except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
+        got = b""
+    except socket.timeout:
+        pytest.fail("the connection was left open with nobody reading it")
+    finally:
+        client.close()
+    assert got == b""  # closed or refused, never an ICResp through a removed port
+
+
 def test_ports_added_and_removed_at_runtime(target):
     q, _ = admin(target.discovery_port, DISCOVERY_NQN)
     port = target.add_port("127.0.0.1", 0)

@@ -294,6 +294,12 @@ def fill(target) -> None:
 LOOPS = ["uvloop", "asyncio"]
 
 
+@pytest.fixture(autouse=True)
+def loop_kind():
+    """Each test here picks its targets' event loops itself (``serving``), not conftest's."""
+    return None
+
+
 @pytest.fixture(scope="module", params=LOOPS)
 def targets(request):
     """Two targets alike, the first with the read lane, the second without."""
@@ -734,6 +740,43 @@ def test_changes_between_commands_apply_to_the_next_one(loop):
         outcome = compare((lane, full), steps, lane_answers=8)
     errors = statuses(b"".join(outcome.answers))
     assert all(errors[cid] for cid in (2, 3, 4, 5, 8, 10, 13, 14, 16, 17, 19, 20))
+
+
+class _FailingBackend(MemoryBackend):
+    """A backend whose reads fail (a block device with a media error)."""
+
+    def read(self, offset, length):
+        raise OSError(5, "Input/output error")
+
+
+class _ShortBackend(MemoryBackend):
+    """A backend that answers a Read with less than was asked (a third party's bug)."""
+
+    def read(self, offset, length):
+        return super().read(offset, length)[:-512]
+
+
+def _odd_backends(target, host):
+    for nsid, kind in ((1, _FailingBackend), (2, _ShortBackend)):
+        target.remove_namespace(NQN, nsid)
+        backend = kind(MIB)
+        backend.write(0, PATTERN[nsid])
+        target.add_namespace(NQN, Namespace(backend, block_size=BLOCK[nsid],
+                                            source="mem:1M"), nsid=nsid)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_backend_that_fails_or_answers_short_is_answered_as_on_the_full_path(loop):
+    """The lane gives such a Read back to the full path: a failed or short read is an internal
+    error (no DNR) in the error log, and the queue goes on (the lane used to let the failure
+    close the connection, and to send a short answer as a whole one)."""
+    steps = [_odd_backends, [R(1, **{"lane": False})], [R(2, 2, **{"lane": False})],
+             [R(3, 5), R(4, 1, 3, 2, lane=False), R(5, 5, 1, 1)]]
+    with serving(True, loop) as lane, serving(False, loop) as full:
+        outcome = compare((lane, full), steps, lane_answers=1)  # R3; R5 follows a refusal
+    done = statuses(b"".join(outcome.answers))
+    assert done[1] == done[2] == done[4] == 0x6 and done[3] == done[5] == 0
+    assert outcome.errors[0] == 3 and not outcome.closed
 
 
 def test_no_lane_on_a_link_with_digests(targets):
