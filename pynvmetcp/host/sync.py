@@ -89,8 +89,7 @@ class SyncQueue:
     def _submit(self, cmd: P.Command, context: object) -> int:
         if self.closed:
             self._check_open()
-        cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
-                                 read_len=cmd.read_len, context=context)
+        cid = self.engine.submit(cmd.sqe, cmd.write, cmd.read_into, cmd.read_len, context)
         if self.engine.send_now():
             self._flush()
         return cid

@@ -31,7 +31,9 @@ from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueStat
 
 _SGL = struct.Struct("<QI3xB")
 _SQE_TAIL = struct.Struct("<BH")  # SQE flags and CID, from byte 1
-_pack_cmd = codec.CMD.pack
+# CapsuleCmd header, then the SQE: opcode, flags, CID, bytes 4-23, SGL1 (address, length, id),
+# bytes 40-63
+_pack_capsule = struct.Struct("<BBBBIBBH20sQI3xB24s").pack
 ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
@@ -129,7 +131,7 @@ class HostQueue(_QueueEngine):
     def can_submit(self) -> bool:
         return self.state is _LIVE and len(self._cmds) < self.queue_size - 1
 
-    def submit(self, sqe: bytes | bytearray, *, write=None, read_into=None, read_len: int = 0,
+    def submit(self, sqe: bytes | bytearray, write=None, read_into=None, read_len: int = 0,
                context: object = None) -> int:
         """Queue a command; returns its CID (the SQE's CID and SGL1 are filled in here).
 
@@ -145,12 +147,13 @@ class HostQueue(_QueueEngine):
         if cid in cmds:
             cid = self._free_cid(cid)
         self._next_cid = (cid + 1) & 0xFFFF
-        sqe = bytearray(sqe)
         if len(sqe) != 64:
             raise ValueError(f"an SQE is 64 bytes, not {len(sqe)}")
         if write is None:
             if read_into is not None:
-                rmv = memoryview(read_into).cast("B")
+                rmv = memoryview(read_into)
+                if rmv.format != "B" or rmv.ndim != 1:
+                    rmv = rmv.cast("B")
                 if rmv.readonly:
                     raise ValueError("read buffer must be writable")
                 length = len(rmv)
@@ -160,15 +163,18 @@ class HostQueue(_QueueEngine):
             else:
                 rmv = None
                 length = 0
-            _SQE_TAIL.pack_into(sqe, 1, sqe[1] | 0x40, cid)  # PSDT: SGL, as every Linux host
-            _SGL.pack_into(sqe, 24, 0, length, _SGL_TRANSPORT)
             cmds[cid] = _Command(cid, sqe[0], None, rmv, context)
+            # The CapsuleCmd in one call: the SQE with its CID, PSDT (SGL, as every Linux host)
+            # and SGL1 (a transport data block) filled in.
+            capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | 0x40, cid,
+                                    sqe[4:24], 0, length, _SGL_TRANSPORT, sqe[40:64])
             if self.hdgst:
-                self.outbox += codec.capsule_cmd(sqe, hdgst=True)
-            else:  # codec.capsule_cmd's header for no data and no digest, without the call
-                self.outbox.append(_pack_cmd(T_CAPSULE_CMD, 0, 72, 0, 72, sqe))
+                self.outbox += codec.capsule_cmd(capsule[8:], hdgst=True)
+            else:
+                self.outbox.append(capsule)
             self.held += 1
             return cid
+        sqe = bytearray(sqe)
         if read_into is not None or read_len:
             raise ValueError("a command moves data in one direction only")
         wmv = memoryview(write).cast("B")
