@@ -17,7 +17,7 @@ CH = struct.Struct("<BBBBI")
 _DIGEST = struct.Struct("<I")
 _IC = struct.Struct("<BBBBIHBBI112x")
 _TERM = struct.Struct("<BBBBIHI10x")
-CMD = struct.Struct("<BBBBI64s")
+_CMD = struct.Struct("<BBBBI64s")
 RESP = struct.Struct("<BBBBIIIHHHH")
 XFER = struct.Struct("<BBBBIHHII4x")  # H2CData, C2HData, R2T share one layout
 
@@ -34,7 +34,7 @@ _ZEROS = bytes(128)
 _F_HDGST, _F_DDGST, _F_LAST, _F_SUCCESS = (PduFlags.HDGSTF, PduFlags.DDGSTF, PduFlags.LAST_PDU,
                                            PduFlags.SUCCESS)
 _pack_digest = _DIGEST.pack
-_pack_cmd = CMD.pack
+_pack_cmd = _CMD.pack
 _pack_resp = RESP.pack
 _pack_xfer = XFER.pack
 

@@ -191,3 +191,22 @@ def test_a_link_with_digests_never_takes_the_lane():
     ctrl.receive(wire(q))
     q.receive(wire(ctrl))
     assert not q.framer.at_header(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sqe=st.binary(min_size=64, max_size=64), length=st.integers(0, 1 << 20),
+       hdgst=st.booleans())
+def test_submit_packs_the_capsule_the_codec_builds(sqe, length, hdgst):
+    """``submit`` packs a command without data in one call; the bytes must be the codec's
+    CapsuleCmd of the SQE with its CID, PSDT and transport SGL1 filled in."""
+    q = HostQueue(1, queue_size=16, hdgst=hdgst)
+    ctrl = ControllerQueue()
+    q.initiate()
+    ctrl.receive(wire(q))
+    q.receive(wire(ctrl))
+    cid = q.submit(sqe, read_len=length)
+    want = bytearray(sqe)
+    want[1] |= 0x40
+    struct.pack_into("<H", want, 2, cid)
+    struct.pack_into("<QI3xB", want, 24, 0, length, 0x5A)  # SGL1: transport data block
+    assert wire(q) == codec.encode(codec.capsule_cmd(bytes(want), hdgst=hdgst))
