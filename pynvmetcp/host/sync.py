@@ -155,7 +155,7 @@ class SyncQueue:
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
         try:
-            n = self.sock.recv_into(self.engine.framer.get_buffer(), 0,  # engine.get_buffer's
+            n = self.sock.recv_into(self.engine.get_buffer(), 0,
                                     socket.MSG_DONTWAIT if deadline is None else 0)
         except InterruptedError:
             return

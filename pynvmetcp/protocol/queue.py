@@ -36,6 +36,9 @@ class _QueueEngine:
 
     def __init__(self, max_data: int) -> None:
         self.framer = Framer(self._receiver, max_data=max_data)
+        #: Where the next received bytes go (``buffer_updated`` accounts for them): the framer's
+        #: own method, so a transport's call per receive reaches it without one in between.
+        self.get_buffer = self.framer.get_buffer
         self.state = QueueState.AWAIT_IC
         #: PDUs (as buffer lists) waiting to be sent; ``data_to_send`` hands them over. Public so
         #: that a transport can tell whether anything waits without a call per receive.
@@ -44,9 +47,6 @@ class _QueueEngine:
         self.ddgst = False
 
     # ---- transport side ----
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        return self.framer.get_buffer(sizehint)
-
     def buffer_updated(self, nbytes: int) -> list:
         """Bytes were written into ``get_buffer()``; returns the events they caused."""
         if self.state is _TERMINATED:

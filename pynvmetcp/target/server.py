@@ -98,7 +98,7 @@ class Connection(asyncio.BufferedProtocol):
             if self._scratch is None:
                 self._scratch = bytearray(65536)
             return memoryview(self._scratch)  # bytes after a fatal error are read and dropped
-        return self.engine.framer.get_buffer(sizehint)  # what engine.get_buffer does, a call less
+        return self.engine.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.closing or self.engine.state is _TERMINATED:
