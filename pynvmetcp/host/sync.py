@@ -132,8 +132,7 @@ class SyncQueue:
             raise ConnectionLost(f"queue {self.engine.qid} is closed")
 
     def _flush(self) -> None:
-        engine = self.engine
-        bufs, engine.outbox, engine.held = engine.outbox, [], 0  # data_to_send, without a call
+        bufs = self.engine.data_to_send()
         while bufs:
             try:
                 sent = self.sock.sendmsg(bufs)

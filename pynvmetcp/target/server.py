@@ -206,10 +206,8 @@ class Connection(asyncio.BufferedProtocol):
             transport.abort()
 
     def _flush(self) -> None:
-        engine = self.engine
-        if engine.outbox and self._sender is not None:  # data_to_send's work, without its call
-            buffers, engine.outbox = engine.outbox, []
-            self._sender.send(buffers)
+        if self.engine.outbox and self._sender is not None:  # a call only when there is output
+            self._sender.send(self.engine.data_to_send())
 
 
 class TargetServer:
