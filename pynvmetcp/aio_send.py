@@ -1,4 +1,5 @@
-"""Scatter-gather sends for asyncio transports (used by the asyncio host and the target).
+"""Scatter-gather sends of an engine's buffers: for asyncio transports (the asyncio host and
+the target), and ``advance`` for any partial send (the blocking host's too).
 
 ``transport.writelines`` on Python 3.11 joins the buffers into one new bytes object before
 sending: a copy of every payload. When the transport's own buffer is empty, the PDUs of one turn
@@ -39,13 +40,20 @@ class BufferSender:
             return
         if sent == sum(map(len, buffers)):  # the usual case: the socket took everything
             return
-        for i, buf in enumerate(buffers):
-            n = buf.nbytes if type(buf) is memoryview else len(buf)
-            if sent < n:
-                self._hand_over([memoryview(buf)[sent:]] + list(buffers[i + 1:]))
-                return
-            sent -= n
+        self._hand_over(advance(buffers, sent))
 
     def _hand_over(self, buffers: list) -> None:
         self.transport.writelines(buffers)
         self._handed = True
+
+
+def advance(bufs: list, sent: int) -> list:
+    """What is left of a buffer list after a send took ``sent`` bytes from its front."""
+    i = 0
+    while i < len(bufs) and sent >= len(bufs[i]):
+        sent -= len(bufs[i])
+        i += 1
+    rest = bufs[i:]
+    if rest and sent:
+        rest[0] = memoryview(rest[0])[sent:]
+    return rest

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Callable
 
+from ..aio_send import advance
 from ..errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
                       ProtocolError, TermReqReceived)
 from ..protocol import Completion, HostQueue, IcComplete, PeerTerminated, ProtocolFailure
@@ -140,7 +141,7 @@ class SyncQueue:
                 self._lost(f"send failed: {exc}")
             if sent == sum(map(len, bufs)):  # the usual case (the engine's buffers are bytes)
                 return
-            bufs = _advance(bufs, sent)
+            bufs = advance(bufs, sent)
 
     def _pump(self, deadline: float | None) -> None:
         """Receive once: blocking (deadline given) or only what is ready (None).
@@ -201,18 +202,6 @@ class SyncQueue:
     def close(self) -> None:
         with self.lock:
             self._close()
-
-
-def _advance(bufs: list, sent: int) -> list:
-    """Drop ``sent`` bytes from the front of a buffer list (partial sendmsg)."""
-    i = 0
-    while i < len(bufs) and sent >= len(bufs[i]):
-        sent -= len(bufs[i])
-        i += 1
-    rest = bufs[i:]
-    if rest and sent:
-        rest[0] = memoryview(rest[0])[sent:]
-    return rest
 
 
 def host_queue(p: ConnectParams, req: P.OpenQueue) -> HostQueue:
