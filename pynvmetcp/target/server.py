@@ -67,7 +67,7 @@ class Connection(asyncio.BufferedProtocol):
     # ---- asyncio callbacks ----
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if self.port.portid in self.server.closed_ports or self.server.stopping:
+        if self.port.portid in self.server.closed_ports:
             transport.close()  # accepted just before its port went (TargetServer.unlisten)
             self.closing = True
             return
@@ -223,10 +223,9 @@ class TargetServer:
         self.keepalive_tick = keepalive_tick
         self.connections: set[Connection] = set()
         self.listeners: dict[int, asyncio.base_events.Server] = {}
-        #: Ports removed (and not listened on again), and whether the whole target is stopping:
-        #: a connection accepted before that but made a transport after is closed at once.
+        #: Ports removed (and not listened on again; all of them once the target stops): a
+        #: connection accepted before that but made a transport after is closed at once.
         self.closed_ports: set[int] = set()
-        self.stopping = False
         self._ticker: asyncio.Task | None = None
 
     #: The controllers' clock: the event loop's own (asyncio's ``loop.time()`` is this), read
@@ -292,7 +291,7 @@ class TargetServer:
 
     async def close(self) -> None:
         """Stop listening, end every association, close every connection."""
-        self.stopping = True
+        self.closed_ports.update(self.listeners)
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
