@@ -149,8 +149,7 @@ class AsyncQueue(asyncio.BufferedProtocol):
     def submit(self, cmd: P.Command) -> tuple[int, asyncio.Future]:
         if self.error:
             raise self.error
-        cid = self.engine.submit(cmd.sqe, write=cmd.write, read_into=cmd.read_into,
-                                 read_len=cmd.read_len, context=cmd)
+        cid = self.engine.submit(cmd.sqe, cmd.write, cmd.read_into, cmd.read_len, cmd)
         loop = self.loop
         fut = loop.create_future()
         self._waiters[cid] = fut

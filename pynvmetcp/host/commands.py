@@ -16,11 +16,10 @@ from ..spec.opcodes import (AdminOpcode, FabricsType, FeatureId, NvmOpcode, PROP
 
 _ZERO_SGL = {"address": 0, "length": 0, "sgl_id": 0}
 _RW = struct.Struct("<BBHI16x16xQHHIIHH")  # opcode flags cid nsid | cdw2-3,mptr | sgl | cdw10-15
-# The I/O opcodes and control bits as plain ints: an IntEnum member passed to struct costs a
+# The I/O opcodes as plain ints: an IntEnum member passed to struct costs a
 # conversion per call, on the path of every I/O.
 _READ, _WRITE, _COMPARE, _WRITE_ZEROES = (int(NvmOpcode.READ), int(NvmOpcode.WRITE),
                                           int(NvmOpcode.COMPARE), int(NvmOpcode.WRITE_ZEROES))
-_FUA, _DEAC = int(S.RW_CONTROL_FUA), int(S.WZ_CONTROL_DEAC)
 _NSID_ONLY = struct.Struct("<BBHI56x")
 
 
@@ -109,11 +108,13 @@ def async_event_request() -> bytes:
 # ---- NVM I/O (hot path) ----
 def read(nsid: int, slba: int, nlb: int, *, fua: bool = False) -> bytes:
     """``nlb`` is the number of blocks (1-based here; the SQE carries it 0's based)."""
-    return _RW.pack(_READ, 0, 0, nsid, slba, nlb - 1, _FUA if fua else 0, 0, 0, 0, 0)
+    control = S.RW_CONTROL_FUA if fua else 0
+    return _RW.pack(_READ, 0, 0, nsid, slba, nlb - 1, control, 0, 0, 0, 0)
 
 
 def write(nsid: int, slba: int, nlb: int, *, fua: bool = False) -> bytes:
-    return _RW.pack(_WRITE, 0, 0, nsid, slba, nlb - 1, _FUA if fua else 0, 0, 0, 0, 0)
+    control = S.RW_CONTROL_FUA if fua else 0
+    return _RW.pack(_WRITE, 0, 0, nsid, slba, nlb - 1, control, 0, 0, 0, 0)
 
 
 def compare(nsid: int, slba: int, nlb: int) -> bytes:
@@ -121,8 +122,8 @@ def compare(nsid: int, slba: int, nlb: int) -> bytes:
 
 
 def write_zeroes(nsid: int, slba: int, nlb: int, *, deallocate: bool = False) -> bytes:
-    return _RW.pack(_WRITE_ZEROES, 0, 0, nsid, slba, nlb - 1, _DEAC if deallocate else 0, 0,
-                    0, 0, 0)
+    control = S.WZ_CONTROL_DEAC if deallocate else 0
+    return _RW.pack(_WRITE_ZEROES, 0, 0, nsid, slba, nlb - 1, control, 0, 0, 0, 0)
 
 
 def flush(nsid: int) -> bytes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..errors import ProtocolError
 from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_ICRESP,
                         T_R2T, DigestFlags, Fes, PduFlags, PduType)
+from ..spec.sqe import PSDT_SGL
 from ..spec.status import SC_DATA_XFER_ERROR
 from ..spec.cqe import make_status
 from ..wire import codec
@@ -166,7 +167,7 @@ class HostQueue(_QueueEngine):
             cmds[cid] = _Command(cid, sqe[0], None, rmv, context)
             # The CapsuleCmd in one call: the SQE with its CID, PSDT (SGL, as every Linux host)
             # and SGL1 (a transport data block) filled in.
-            capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | 0x40, cid,
+            capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | PSDT_SGL, cid,
                                     sqe[4:24], 0, length, _SGL_TRANSPORT, sqe[40:64])
             if self.hdgst:
                 self.outbox += codec.capsule_cmd(capsule[8:], hdgst=True)
@@ -179,7 +180,7 @@ class HostQueue(_QueueEngine):
             raise ValueError("a command moves data in one direction only")
         wmv = memoryview(write).cast("B")
         cmd = _Command(cid, sqe[0], wmv, None, context)
-        _SQE_TAIL.pack_into(sqe, 1, sqe[1] | 0x40, cid)
+        _SQE_TAIL.pack_into(sqe, 1, sqe[1] | PSDT_SGL, cid)
         if 0 < len(wmv) <= self.icd_size:
             cmd.in_capsule = True
             _SGL.pack_into(sqe, 24, 0, len(wmv), _SGL_IN_CAPSULE)
