@@ -16,8 +16,10 @@ from typing import Callable
 
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
-from ..spec.pdu import (T_CAPSULE_CMD, T_H2C_DATA, T_H2C_TERMREQ, T_ICREQ, DigestFlags, Fes,
-                        PduFlags, PduType)
+from ..spec.opcodes import NvmOpcode
+from ..spec.pdu import (T_C2H_DATA, T_CAPSULE_CMD, T_CAPSULE_RESP, T_H2C_DATA, T_H2C_TERMREQ,
+                        T_ICREQ, DigestFlags, Fes, PduFlags, PduType)
+from ..spec.sqe import PSDT_SGL
 from ..spec.status import (SC_CID_CONFLICT, SC_DATA_XFER_ERROR, SC_SGL_INVALID_DATA,
                            SC_SGL_INVALID_OFFSET, SC_SGL_INVALID_TYPE, SCT_GENERIC)
 from ..wire import codec
@@ -35,8 +37,8 @@ _LANE_CMD = struct.Struct("<BBBBIBBHI24xI3xBQH")
 _unpack_lane = _LANE_CMD.unpack_from
 _pack_xfer = codec.XFER.pack
 _pack_resp = codec.RESP.pack
-_LAST, _LAST_SUCCESS = int(PduFlags.LAST_PDU), int(PduFlags.LAST_PDU | PduFlags.SUCCESS)
-_PSDT_SGL = 0x40  # SQE flags of a plain command: PSDT = SGL, not fused
+_LAST_SUCCESS = _F_LAST | PduFlags.SUCCESS
+_READ = int(NvmOpcode.READ)
 
 #: The target's side of the read lane: (nsid, slba, nlb as in the SQE, byte length) → the data
 #: of a Read that would succeed, or None for the full path to decide (and report).
@@ -117,6 +119,8 @@ class ControllerQueue(_QueueEngine):
         if self.state is not _LIVE or self.hdgst or self.ddgst or self.hpda or self.cpda:
             return False
         self.read_lane = lane
+        # one C2HData PDU's worth, within MDTS: what a lane-answered Read may move
+        self._lane_limit = min(self.c2h_chunk, self.max_transfer)
         return True
 
     @property
@@ -142,13 +146,10 @@ class ControllerQueue(_QueueEngine):
             success_only = self.sqflow_disabled and dw0 == 0 and dw1 == 0
             n = len(mv)
             chunk = self.c2h_chunk
-            # (offset, piece) per C2HData; most reads are one PDU, without slicing or a range
-            pieces = (((0, mv),) if n <= chunk
-                      else [(off, mv[off:off + chunk]) for off in range(0, n, chunk)])
-            final = pieces[-1][0]
-            for off, piece in pieces:
+            final = (n - 1) // chunk * chunk  # where the last C2HData starts
+            for off in range(0, n, chunk):
                 last = off == final
-                self.outbox.extend(codec.c2h_data(cid, off, piece, last=last,
+                self.outbox.extend(codec.c2h_data(cid, off, mv[off:off + chunk], last=last,
                                                   success=last and success_only,
                                                   hdgst=self.hdgst, ddgst=self.ddgst,
                                                   pda=self.hpda))
@@ -182,13 +183,13 @@ class ControllerQueue(_QueueEngine):
         wr = fr.wr
         cmds = self._cmds
         out = self.outbox
-        limit = self.c2h_chunk if self.c2h_chunk < self.max_transfer else self.max_transfer
+        limit = self._lane_limit
         try:
             while wr - rd >= 72:
                 (t, flags, hlen, pdo, plen, opc, cflags, cid, nsid, length, sgl_id, slba,
                  nlb) = _unpack_lane(buf, rd)
-                if (t != 4 or flags or hlen != 72 or pdo or plen != 72 or opc != 2
-                        or cflags != _PSDT_SGL or sgl_id != _SGL_TRANSPORT
+                if (t != T_CAPSULE_CMD or flags or hlen != 72 or pdo or plen != 72
+                        or opc != _READ or cflags != PSDT_SGL or sgl_id != _SGL_TRANSPORT
                         or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
                     break
                 data = lane(nsid, slba, nlb, length)
@@ -196,12 +197,13 @@ class ControllerQueue(_QueueEngine):
                     break
                 rd += 72
                 if self.sqflow_disabled:
-                    out += (_pack_xfer(7, _LAST_SUCCESS, 24, 24, 24 + length, cid, 0, 0, length),
-                            data)
+                    out += (_pack_xfer(T_C2H_DATA, _LAST_SUCCESS, 24, 24, 24 + length, cid, 0,
+                                       0, length), data)
                 else:
                     self.sqhd = sqhd = (self.sqhd + 1) % self.depth
-                    out += (_pack_xfer(7, _LAST, 24, 24, 24 + length, cid, 0, 0, length), data,
-                            _pack_resp(5, 0, 24, 0, 24, 0, 0, sqhd, self.qid, cid, 0))
+                    out += (_pack_xfer(T_C2H_DATA, _F_LAST, 24, 24, 24 + length, cid, 0, 0,
+                                       length), data,
+                            _pack_resp(T_CAPSULE_RESP, 0, 24, 0, 24, 0, 0, sqhd, self.qid, cid, 0))
         finally:  # what the lane answered is consumed, even if the target's call raised
             fr.rd = rd
         if rd == wr:
