@@ -46,7 +46,7 @@ def test_quick_run(name, tmp_path):
     harness = "_harness" in (ROOT / "benchmarks" / f"{name}.py").read_text()
     if harness:
         args += ["--out", str(tmp_path), "--no-plot"]
-    proc = _run(*args)
+    proc = _run(*args, timeout=300 if name == "instructions" else 120)  # callgrind: ~90 s
     if name == "ioctl" and proc.returncode != 0 and "unavailable" in proc.stdout:
         pytest.skip(f"the cffi module is not built: {proc.stdout.strip().splitlines()[0]}")
     if name == "instructions" and proc.returncode != 0 and "unavailable" in proc.stdout:
