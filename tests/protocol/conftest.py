@@ -12,9 +12,9 @@ def wire(queue) -> bytes:
 
 class Pair:
     def __init__(self, *, hdgst=False, ddgst=False, hpda=0, cpda=0, icd=4096, maxh2cdata=8192,
-                 queue_size=16, sqflow_disabled=False, max_transfer=1 << 20):
-        self.host = HostQueue(1, queue_size=queue_size, hdgst=hdgst, ddgst=ddgst, hpda=hpda,
-                              icd_size=icd, sqflow_disabled=sqflow_disabled)
+                 queue_size=16, sqflow_disabled=False, max_transfer=1 << 20, host_cls=HostQueue):
+        self.host = host_cls(1, queue_size=queue_size, hdgst=hdgst, ddgst=ddgst, hpda=hpda,
+                             icd_size=icd, sqflow_disabled=sqflow_disabled)
         self.ctrl = ControllerQueue(cpda=cpda, maxh2cdata=maxh2cdata, icd_size=icd,
                                     max_transfer=max_transfer, c2h_chunk=4096)
         self.host.initiate()

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pynvmetcp.host import commands as C
-from pynvmetcp.protocol import ControllerQueue, HostQueue
+from pynvmetcp.protocol import HostQueue
 from pynvmetcp.protocol.events import Completion, ProtocolFailure
 from pynvmetcp.protocol.queue import _QueueEngine
 from pynvmetcp.wire import codec
 
-from .conftest import wire
+from .conftest import Pair, wire
 
 
 class FullPath(HostQueue):
@@ -30,17 +30,11 @@ class FullPath(HostQueue):
 
 
 READS = (512, 4096, 8192, 20000)  # bytes per read command; 20000 spans several staging reads
-C2H = struct.Struct("<BBBBIHHII4x")
-RESP = struct.Struct("<BBBBIIIHHHH")
+C2H, RESP = codec.XFER, codec.RESP
 
 
 def _live(cls, sqflow_disabled: bool) -> HostQueue:
-    q = cls(1, queue_size=16, icd_size=4096, sqflow_disabled=sqflow_disabled)
-    ctrl = ControllerQueue(icd_size=4096)
-    q.initiate()
-    ctrl.receive(wire(q))
-    q.receive(wire(ctrl))
-    return q
+    return Pair(host_cls=cls, sqflow_disabled=sqflow_disabled).host
 
 
 def _submit(q: HostQueue, kinds: list[int]) -> list[tuple[int, bytearray | None]]:
@@ -184,13 +178,17 @@ def test_the_lane_completes_a_plain_read_without_the_full_path(monkeypatch):
     assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(4096, 1)
 
 
-def test_a_link_with_digests_never_takes_the_lane():
-    q = HostQueue(1, queue_size=16, hdgst=True)
-    ctrl = ControllerQueue()
-    q.initiate()
-    ctrl.receive(wire(q))
-    q.receive(wire(ctrl))
-    assert not q.framer.at_header(0)
+def test_a_link_with_digests_never_takes_the_lane(monkeypatch):
+    p = Pair(hdgst=True)
+    full = []
+    monkeypatch.setattr(_QueueEngine, "buffer_updated",
+                        lambda q, n, real=_QueueEngine.buffer_updated: full.append(n) or real(q, n))
+    cid = p.host.submit(C.read(1, 0, 8), read_len=4096)
+    p.to_ctrl()
+    p.ctrl.complete(cid, data=_pattern(4096, 2))
+    done, = p.to_host()
+    assert done.status == 0 and bytes(done.data) == _pattern(4096, 2)
+    assert full and all(full)  # every received byte went the full way
 
 
 @settings(max_examples=200, deadline=None)
@@ -199,11 +197,7 @@ def test_a_link_with_digests_never_takes_the_lane():
 def test_submit_packs_the_capsule_the_codec_builds(sqe, length, hdgst):
     """``submit`` packs a command without data in one call; the bytes must be the codec's
     CapsuleCmd of the SQE with its CID, PSDT and transport SGL1 filled in."""
-    q = HostQueue(1, queue_size=16, hdgst=hdgst)
-    ctrl = ControllerQueue()
-    q.initiate()
-    ctrl.receive(wire(q))
-    q.receive(wire(ctrl))
+    q = Pair(hdgst=hdgst).host
     cid = q.submit(sqe, read_len=length)
     want = bytearray(sqe)
     want[1] |= 0x40
