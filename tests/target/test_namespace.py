@@ -8,6 +8,12 @@ import pytest
 from pynvmetcp.target import FileBackend, MemoryBackend, Namespace, Subsystem, parse_size
 from pynvmetcp.target.nqn import nqn_problem
 
+
+@pytest.fixture(autouse=True)
+def loop_kind():
+    """No target runs here: once is enough (conftest's runs each test on both event loops)."""
+    return None
+
 NQN = "nqn.2024-01.io.pynvmetcp:model"
 
 
