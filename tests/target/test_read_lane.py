@@ -28,7 +28,10 @@ import pynvmetcp
 from pynvmetcp.host import commands as C
 from pynvmetcp.host.procedures import Command
 from pynvmetcp.protocol import CommandReceived, ControllerQueue, QueueState
-from pynvmetcp.spec.opcodes import Property
+from pynvmetcp.spec.opcodes import AdminOpcode, NvmOpcode, Property, SglId
+from pynvmetcp.spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_R2T,
+                                Fes, PduFlags, PduType)
+from pynvmetcp.spec.sqe import PSDT_SGL
 from pynvmetcp.target import NamespaceConfig, Target
 from pynvmetcp.target.namespace import MemoryBackend, Namespace
 from pynvmetcp.wire import codec
@@ -38,14 +41,14 @@ from tests.target.support import NQN, make_config
 # A CapsuleCmd with its SQE: type, flags, hlen, pdo, plen, opcode, SQE flags, CID, NSID, SGL
 # address, length and id, SLBA, NLB (0's based), as benchmarks/_peers.py's BareHost packs it.
 CAPSULE = struct.Struct("<BBBBIBBHI16xQI3xBQH14x")
-XFER = codec.XFER  # C2HData, H2CData and R2T share one layout
 RESP_PSH = codec.RESP_PSH  # dw0, dw1, sqhd, sqid, cid, status at byte 8 of a CapsuleResp
 XFER_PSH = codec.XFER_PSH  # cccid, ttag, offset, length at byte 8 of C2HData / R2T
-T_TERMREQ, T_CMD, T_RESP, T_H2C, T_C2H, T_R2T = 3, 4, 5, 6, 7, 9
-F_LAST, F_SUCCESS = 0x04, 0x08
-READ, WRITE, FLUSH, COMPARE, FABRICS = 0x02, 0x01, 0x00, 0x05, 0x7F
-PLAIN = 0x40  # SQE flags: PSDT = SGL, not fused
-TRANSPORT, IN_CAPSULE = 0x5A, 0x01  # SGL ids
+T_TERMREQ, T_CMD, T_RESP, T_C2H = T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_C2H_DATA
+F_LAST, F_SUCCESS = PduFlags.LAST_PDU, PduFlags.SUCCESS
+READ, WRITE, FLUSH, COMPARE = NvmOpcode.READ, NvmOpcode.WRITE, NvmOpcode.FLUSH, NvmOpcode.COMPARE
+FABRICS = AdminOpcode.FABRICS
+PLAIN = PSDT_SGL  # SQE flags: PSDT = SGL, not fused
+TRANSPORT, IN_CAPSULE = SglId.TRANSPORT_DATA_BLOCK, SglId.DATA_BLOCK_OFFSET  # SGL ids
 C2H_CHUNK = 128 << 10  # the target's C2HData size: the lane's limit (MDTS is 1 MiB)
 MIB = 1 << 20
 SENTINEL = 0xFFFF  # the CID of the Flush that closes every exchange; never used otherwise
@@ -145,8 +148,7 @@ def r2t_write(cid, nsid=1, slba=0, nlb=1, *, ttag) -> Cmd:
 
 def h2c(w: Cmd) -> Cmd:
     """All the data of the outstanding ``r2t_write`` ``w``, in one H2CData."""
-    n = len(w.data)
-    return Cmd(XFER.pack(T_H2C, F_LAST, 24, 24, 24 + n, w.cid, w.ttag, 0, n) + w.data, "h2c",
+    return Cmd(codec.encode(codec.h2c_data(w.cid, w.ttag, 0, w.data, last=True)), "h2c",
                w.cid, ok=w.ok)
 
 
@@ -494,12 +496,30 @@ _w20 = r2t_write(0x20, 1, 0, 8, ttag=0)
 _w30, _w31 = r2t_write(0x30, 1, 8, 8, ttag=0), r2t_write(0x31, 2, 1, 1, ttag=1)
 _bad_hlen = bytearray(capsule(READ, 3, 1, length=512))
 _bad_hlen[2] = 71
-_h2c_termreq = struct.pack("<BBBBIHI10x", 2, 0, 24, 0, 24, 1, 0)  # H2CTermReq, FES 1
+_h2c_termreq = codec.term_req(PduType.H2CTermReq, Fes.INVALID_HEADER_FIELD)
 
 
 def case(name, *sends, connect=None):
     return pytest.param(list(sends), connect or {}, id=name)
 
+
+# Found by this test as differences, when the full path ran a receive's commands only after
+# parsing all of it: the engine's own answers (R2T, a rejected SGL, a CID conflict) overtook the
+# Reads ahead of them, and what one receive held decided what was outstanding — so a reused CID
+# or more commands than the depth were faults, and Reads before a malformed PDU or a TermReq
+# went unanswered. Commands now run as they are parsed (ControllerQueue.on_command), on both
+# paths. (name, sends, connect arguments); each send arrives in one receive on loopback.
+SAME_RECEIVE = [
+    ("r2t_after_a_read_in_one_send", [[R(1), r2t_write(2, 1, 0, 1, ttag=0)]], None),
+    ("sgl_reject_after_a_read_in_one_send", [[R(1), R(2, sgl_id=IN_CAPSULE), R(3)]], None),
+    ("over_mdts_after_a_read_in_one_send", [[R(1), R(2, 1, 0, 2049)]], None),
+    ("cid_conflict_after_a_read_in_one_send", [[_w20], [R(0x23), R(0x20)]], None),
+    ("duplicate_cid_in_one_send", [[R(1, 1, 0, 1), R(1, 1, 1, 1)]], None),
+    ("more_commands_than_the_queue_depth_in_one_send", [[R(i, 1, i, 1) for i in range(9)]],
+     {"queue_size": 8}),
+    ("malformed_pdu_after_reads", [[R(1), R(2), other(3, bytes(_bad_hlen))]], None),
+    ("h2c_termreq_after_reads", [[R(1), R(2), other(0, _h2c_termreq, answers=0)]], None),
+]
 
 CASES = [
     case("reads_pipelined",
@@ -566,21 +586,7 @@ CASES = [
     case("queue_full_in_one_send", [R(i, 1, i, 1) for i in range(8)],
          connect={"queue_size": 8}),
     case("disconnect_then_read", [R(1), disconnect(2), R(3, lane=False)]),  # R3: dropped
-    # Found by this test as differences, when the full path ran a receive's commands only
-    # after parsing all of it: the engine's own answers (R2T, a rejected SGL, a CID conflict)
-    # overtook the Reads ahead of them, and what one receive held decided what was outstanding.
-    # Commands now run as they are parsed (ControllerQueue.on_command), on both paths.
-    case("r2t_after_a_read_in_one_send", [R(1), r2t_write(2, 1, 0, 1, ttag=0)]),
-    case("sgl_reject_after_a_read_in_one_send", [R(1), R(2, sgl_id=IN_CAPSULE), R(3)]),
-    case("over_mdts_after_a_read_in_one_send", [R(1), R(2, 1, 0, 2049)]),
-    case("cid_conflict_after_a_read_in_one_send", [_w20], [R(0x23), R(0x20)]),
-    # Hosts that break the protocol within one receive: a Read answered before the next is
-    # parsed is no longer outstanding, so reusing its CID or exceeding the depth is no fault.
-    case("duplicate_cid_in_one_send", [R(1, 1, 0, 1), R(1, 1, 1, 1)]),
-    case("more_commands_than_the_queue_depth_in_one_send", [R(i, 1, i, 1) for i in range(9)],
-         connect={"queue_size": 8}),
-    case("malformed_pdu_after_reads", [R(1), R(2), other(3, bytes(_bad_hlen))]),
-    case("h2c_termreq_after_reads", [R(1), R(2), other(0, _h2c_termreq, answers=0)]),
+    *(case(name, *sends, connect=connect) for name, sends, connect in SAME_RECEIVE),
 ]
 
 
@@ -806,8 +812,7 @@ def fake_read(nsid, slba, nlb, length):
     nlb += 1
     if nsid not in SERVED or slba + nlb > NBLOCKS[nsid] or nlb * BLOCK[nsid] != length:
         return None
-    start = slba * BLOCK[nsid]
-    return PATTERN[nsid][start:start + length]
+    return _pattern(nsid, slba, nlb)
 
 
 def runner(q: ControllerQueue):
@@ -937,16 +942,8 @@ def test_open_read_lane_accepts_a_plain_link():
     assert q.open_read_lane(fake_read) is True and q.read_lane is fake_read
 
 
-ONE_RECEIVE = [  # CASES' former differences, each send in one receive: deterministic
-    pytest.param([[R(1), r2t_write(2, 1, 0, 1, ttag=0)]], 127, id="r2t_after_a_read"),
-    pytest.param([[R(1), R(2, sgl_id=IN_CAPSULE), R(3)]], 127, id="sgl_reject_after_a_read"),
-    pytest.param([[R(1), R(2, 1, 0, 2049)]], 127, id="over_mdts_after_a_read"),
-    pytest.param([[_w20], [R(0x23), R(0x20)]], 127, id="cid_conflict_after_a_read"),
-    pytest.param([[R(1, 1, 0, 1), R(1, 1, 1, 1)]], 127, id="duplicate_cid"),
-    pytest.param([[R(i, 1, i, 1) for i in range(9)]], 7, id="more_than_queue_depth"),
-    pytest.param([[R(1), R(2), other(3, bytes(_bad_hlen))]], 127, id="malformed_pdu"),
-    pytest.param([[R(1), R(2), other(0, _h2c_termreq)]], 127, id="h2c_termreq"),
-]
+ONE_RECEIVE = [pytest.param(sends, (connect or {"queue_size": 128})["queue_size"] - 1, id=name)
+               for name, sends, connect in SAME_RECEIVE]
 
 
 @pytest.mark.parametrize("sends,sqsize", ONE_RECEIVE)
