@@ -54,10 +54,19 @@ uuid = "{UUID}"
 ana_group = 1
 """)
     log = open(f"/tmp/{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "pynvmetcp", "target", "--config", cfg],
+    return subprocess.Popen([sys.executable, "-m", "pynvmetcp", "target", "--config", cfg],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    poll(lambda: sh(f"ss -ltn | grep -q ':{port} '").returncode == 0, 20)
-    return proc
+
+
+def serving(name, proc):
+    """Wait for the node's own "serving" line (printed once it listens). Under emulation on a
+    loaded machine a Python start alone has taken over 20 s, so the bound is generous; a node
+    that exits instead is reported with its log, not waited for."""
+    t0 = time.monotonic()
+    up = poll(lambda: proc.poll() is not None or "serving" in open(f"/tmp/{name}.log").read(), 300)
+    log = open(f"/tmp/{name}.log").read()
+    emit(f"node_{name}", serving="serving" in log, exit=proc.poll(),
+         seconds=round(time.monotonic() - t0, 1), log=log[-400:] if not up or proc.poll() else "")
 
 
 def block(n, gen):
@@ -75,10 +84,12 @@ def main():
         f.truncate(BLOCKS * BLOCK)
     a = node("a", 4420, "optimized", (1, 99))
     b = node("b", 4421, "non-optimized", (100, 199))
+    serving("a", a)
+    serving("b", b)
     for port in (4420, 4421):
         r = sh(f"nvme connect -t tcp -a 127.0.0.1 -s {port} -n {NQN} -q {HOSTNQN} "
                f"--reconnect-delay 1 --ctrl-loss-tmo 120")
-        emit("connect", port=port, rc=r.returncode, err=r.stderr.strip()[-300:])
+        emit(f"connect_{port}", rc=r.returncode, err=r.stderr.strip()[-300:])
     dev = poll(lambda: [d for d in glob.glob("/dev/nvme*n1") if "c" not in
                         os.path.basename(d)[4:]], 20)
     emit("paths", dev=dev, ana=poll(lambda: len(ana_states()) == 2 and ana_states(), 20))
@@ -115,6 +126,7 @@ def main():
     emit("after_kill", writes_before=before, writes_after=count[0], errors=errors[:5],
          continued_in=round(time.monotonic() - t0, 2), ana=ana_states())
     a = node("a", 4420, "optimized", (1, 99))
+    serving("a", a)
     back = poll(lambda: ana_states().count("optimized") == 1 and
                 sh("cat /sys/class/nvme/nvme*/state").stdout.split().count("live") >= 2, 60)
     mid = count[0]

@@ -23,6 +23,11 @@ def checks(tmp_path_factory):
     return {name: recs[-1] for name, recs in found.items()}
 
 
+def test_both_nodes_serve_and_the_host_connects_to_both(checks):
+    assert checks["node_a"]["serving"] and checks["node_b"]["serving"], checks
+    assert checks["connect_4420"]["rc"] == 0 and checks["connect_4421"]["rc"] == 0, checks
+
+
 def test_two_paths_one_head(checks):
     assert checks["paths"]["ana"] == ["non-optimized", "optimized"]
     assert len(checks["paths"]["dev"]) == 1
