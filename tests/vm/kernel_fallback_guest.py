@@ -124,8 +124,7 @@ def main() -> int:
     nvmet_subsystem(NQN2, "/tmp/disk2.img", "32M", NS2_UUID)
     nvmet_port(1, 4420, [NQN, NQN2])
     nvmet_port(2, 4421, [NQN, NQN2])
-    nvmet_port(3, 8009, [NQN])
-    time.sleep(0.5)
+    nvmet_port(3, 8009, [NQN])  # linking a port to a subsystem listens before it returns
 
     from pynvmetcp import kernel
     from pynvmetcp.errors import NvmeStatusError
@@ -326,7 +325,7 @@ def main() -> int:
                                 text=True)
         try:
             import socket
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # a Python start under emulation: 14 s idle, more loaded
             while True:
                 try:
                     socket.create_connection(("127.0.0.1", 4430), timeout=1).close()

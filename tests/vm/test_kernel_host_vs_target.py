@@ -44,7 +44,7 @@ def sh(cmd, check=True):
     return p
 
 
-def wait_port(port, proc, timeout=90):
+def wait_port(port, proc, timeout=300):
     deadline = time.monotonic() + timeout
     while True:
         try:
