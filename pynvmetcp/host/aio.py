@@ -149,14 +149,16 @@ class AsyncQueue(asyncio.BufferedProtocol):
     def submit(self, cmd: P.Command) -> tuple[int, asyncio.Future]:
         if self.error:
             raise self.error
-        cid = self.engine.submit(cmd.sqe, cmd.write, cmd.read_into, cmd.read_len, cmd)
+        cid = cmd.submit_to(self.engine, cmd)
         loop = self.loop
         fut = loop.create_future()
         self._waiters[cid] = fut
         # Coalesced as on the blocking host: what is held leaves once half as many are held as
         # are outstanding, or at the end of this turn of the loop at the latest.
-        if self.engine.send_now():
-            self._flush()
+        bufs = self.engine.data_due()
+        if bufs is not None:
+            if self._sender is not None:
+                self._sender.send(bufs)
         elif self._flush_soon is None:
             self._flush_soon = loop.call_soon(self._flush_held)
         return cid, fut

@@ -24,8 +24,8 @@ def _data(done):
     return done.data.obj if done.data is not None else None
 
 
-#: A Command made without its generated __new__ (a Python frame per I/O): all six fields.
-_command = functools.partial(tuple.__new__, Command)
+#: A ReadInto made without its generated __new__ (a Python frame per I/O): all six fields.
+_read_into = functools.partial(tuple.__new__, P.ReadInto)
 
 
 def _none(done) -> None:
@@ -138,8 +138,7 @@ class Namespace:
             self._blocks(nbytes)  # raises
         if 0 < self.max_blocks < nlb:
             return self._split(self._read_cmd, slba, nlb, buf, None)
-        return self.ctrl._io(_command((C.read(self.nsid, slba, nlb), -1, None, 0, buf, None)),
-                             _none)
+        return self.ctrl._io(_read_into((self.nsid, slba, nlb, buf, -1, None)), _none)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)

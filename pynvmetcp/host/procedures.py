@@ -16,8 +16,11 @@ from ..errors import NvmeStatusError, NvmeTcpError
 from ..spec.fabrics import Cap, CC_SHN_NORMAL, Csts, CSTS_SHST_COMPLETE
 from ..spec.identify import IdentifyController, IdentifyNamespace, parse_ns_descriptors
 from ..spec.logpages import DISC_ENTRY_LEN, DISC_HDR_LEN, DiscoveryLogEntry, DiscoveryLogHeader
-from ..spec.opcodes import Cns, DYNAMIC_CNTLID, FeatureId, LogPageId, Property
+from ..spec.opcodes import Cns, DYNAMIC_CNTLID, FeatureId, LogPageId, NvmOpcode, Property
+from ..protocol.host import HostQueue
 from . import commands as C
+
+_READ = int(NvmOpcode.READ)
 
 
 class Command(NamedTuple):
@@ -30,6 +33,32 @@ class Command(NamedTuple):
     read_len: int = 0
     read_into: Any = None
     timeout: float | None = None
+
+    def submit_to(self, engine: HostQueue, context: object) -> int:
+        """Hand the command to a queue's engine; returns its CID (what the queue drivers call,
+        so a command type decides how it is submitted)."""
+        return engine.submit(self.sqe, self.write, self.read_into, self.read_len, context)
+
+
+class ReadInto(NamedTuple):
+    """A Read of ``nlb`` blocks (1-based) at ``slba`` into the caller's ``into`` buffer, kept as
+    its values: the engine packs the capsule from them (``HostQueue.submit_read``), with no SQE
+    built in between — the QD1 read path. Otherwise a ``Command``: same ``queue`` and ``timeout``,
+    and ``sqe`` when one is asked for (error reports)."""
+
+    nsid: int
+    slba: int
+    nlb: int
+    into: Any
+    queue: int = -1
+    timeout: float | None = None
+
+    @property
+    def sqe(self) -> bytes:
+        return C.read(self.nsid, self.slba, self.nlb)
+
+    def submit_to(self, engine: HostQueue, context: object) -> int:
+        return engine.submit_read(_READ, self.nsid, self.slba, self.nlb, self.into, context)
 
 
 @dataclass(frozen=True, slots=True)

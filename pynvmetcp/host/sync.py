@@ -90,9 +90,10 @@ class SyncQueue:
     def _submit(self, cmd: P.Command, context: object) -> int:
         if self.closed:
             self._check_open()
-        cid = self.engine.submit(cmd.sqe, cmd.write, cmd.read_into, cmd.read_len, context)
-        if self.engine.send_now():
-            self._flush()
+        cid = cmd.submit_to(self.engine, context)
+        bufs = self.engine.data_due()
+        if bufs is not None:
+            self._send(bufs)
         return cid
 
     def flush(self) -> None:
@@ -133,7 +134,14 @@ class SyncQueue:
             raise ConnectionLost(f"queue {self.engine.qid} is closed")
 
     def _flush(self) -> None:
-        bufs = self.engine.data_to_send()
+        self._send(self.engine.data_to_send())
+
+    def _send(self, bufs: list) -> None:
+        if len(bufs) == 1:  # a lone command: sendall loops in C over partial sends
+            try:
+                return self.sock.sendall(bufs[0])
+            except OSError as exc:
+                self._lost(f"send failed: {exc}")
         while bufs:
             try:
                 sent = self.sock.sendmsg(bufs)

@@ -66,6 +66,10 @@ class _CountingSocket:
         self.sends += 1
         return self.sock.sendmsg(buffers)
 
+    def sendall(self, data):
+        self.sends += 1
+        return self.sock.sendall(data)
+
     def __getattr__(self, name):
         return getattr(self.sock, name)
 

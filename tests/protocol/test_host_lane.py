@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,37 @@ def test_submit_packs_the_capsule_the_codec_builds(sqe, length, hdgst):
     struct.pack_into("<H", want, 2, cid)
     struct.pack_into("<QI3xB", want, 24, 0, length, 0x5A)  # SGL1: transport data block
     assert wire(q) == codec.encode(codec.capsule_cmd(bytes(want), hdgst=hdgst))
+
+
+@settings(max_examples=200, deadline=None)
+@given(opcode=st.sampled_from([0x02, 0x86]),  # controller-to-host opcodes (bits 1:0 = 10)
+       nsid=st.integers(0, 0xFFFFFFFF),
+       slba=st.integers(0, (1 << 64) - 1), nlb=st.integers(1, 1 << 16),
+       blocks=st.integers(1, 64), hdgst=st.booleans())
+def test_submit_read_sends_what_submit_sends_for_the_same_sqe(opcode, nsid, slba, nlb, blocks,
+                                                            hdgst):
+    """``submit_read`` packs the capsule from the read's values; it must be byte for byte the
+    capsule ``submit`` sends for the SQE ``commands`` builds (SLBA, 0's based NLB, the rest 0),
+    and the command must complete into the caller's buffer the same way."""
+    by_values, by_sqe = Pair(hdgst=hdgst), Pair(hdgst=hdgst)
+    a, b = bytearray(512 * blocks), bytearray(512 * blocks)
+    cid = by_values.host.submit_read(opcode, nsid, slba, nlb, a, "ctx")
+    sqe = bytearray(C.read(nsid, slba, nlb))
+    sqe[0] = opcode
+    assert by_sqe.host.submit(bytes(sqe), read_into=b, context="ctx") == cid
+    sent = wire(by_values.host)
+    assert sent == wire(by_sqe.host)
+    for p in (by_values, by_sqe):
+        p.ctrl.receive(sent)
+        p.ctrl.complete(cid, data=_pattern(len(a), 7))
+    (one,), (two,) = by_values.to_host(), by_sqe.to_host()
+    assert one == two and one.data.obj is a and bytes(a) == _pattern(len(a), 7)
+
+
+def test_submit_read_refuses_what_submit_refuses():
+    q = Pair().host
+    with pytest.raises(ValueError, match="writable"):
+        q.submit_read(0x02, 1, 0, 1, b"\0" * 512)
+    idle = HostQueue(1)
+    with pytest.raises(RuntimeError, match="not live"):
+        idle.submit_read(0x02, 1, 0, 1, bytearray(512))

@@ -380,17 +380,19 @@ def test_outstanding_commands_fail_when_the_connection_is_lost():
     assert p.host.outstanding == 0
 
 
-def test_send_now_coalesces_io_commands_but_never_a_lone_one_or_an_admin_one(pair):
+def test_data_due_coalesces_io_commands_but_never_a_lone_one_or_an_admin_one(pair):
     """The transports' coalescing rule: with n outstanding, send once n // 2 are held."""
     q = pair.host
     q.submit(C.read(1, 0, 1), read_len=512)
-    assert q.send_now()  # a lone command goes at once
+    assert len(q.data_due()) == 1 and q.held == 0  # a lone command goes at once
     for _ in range(4):
         q.submit(C.read(1, 0, 1), read_len=512)
     q.data_to_send()
     for _ in range(3):
         q.submit(C.read(1, 0, 1), read_len=512)
-    assert (q.held, q.send_now()) == (3, False)  # 8 outstanding
+    assert (q.held, q.data_due()) == (3, None)  # 8 outstanding: still held
     q.submit(C.read(1, 0, 1), read_len=512)
-    assert (q.held, q.send_now()) == (4, True)  # 9 outstanding
-    assert HostQueue(0).send_now()
+    assert len(q.data_due()) == 4 and (q.held, q.outbox) == (0, [])  # 9 outstanding: all go
+    admin = HostQueue(0)
+    admin.initiate()
+    assert len(admin.data_due()) == 1  # admin output is always due
