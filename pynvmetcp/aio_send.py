@@ -32,13 +32,18 @@ class BufferSender:
             return
         self._handed = False
         try:
-            sent = os.writev(self._fd, buffers[:1024])  # IOV_MAX
+            if len(buffers) == 1:  # one answer or command: a write, and no sum to take
+                sent = os.write(self._fd, buffers[0])
+                if sent == len(buffers[0]):
+                    return
+            else:
+                sent = os.writev(self._fd, buffers[:1024])  # IOV_MAX
+                if sent == sum(map(len, buffers)):  # the usual case: the socket took all
+                    return
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
             self._hand_over(buffers)  # let the transport report the failure
-            return
-        if sent == sum(map(len, buffers)):  # the usual case: the socket took everything
             return
         self._hand_over(advance(buffers, sent))
 

@@ -132,13 +132,14 @@ class Namespace:
     def read_into(self, slba: int, buf):
         """Read into ``buf`` (its length selects the block count); nothing is copied twice.
         ``_transfer``'s work, written out: the one call whose cost is all latency at QD1."""
-        nbytes = memoryview(buf).nbytes
+        view = memoryview(buf)
+        nbytes = view.nbytes
         nlb = nbytes // self.block_size
         if nbytes % self.block_size or not nbytes:
             self._blocks(nbytes)  # raises
         if 0 < self.max_blocks < nlb:
             return self._split(self._read_cmd, slba, nlb, buf, None)
-        return self.ctrl._io(_read_into((self.nsid, slba, nlb, buf, -1, None)), _none)
+        return self.ctrl._io(_read_into((self.nsid, slba, nlb, view, -1, None)), _none)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import dataclass
 
 from ..errors import ProtocolError
 from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_ICRESP,
@@ -54,18 +53,39 @@ _PLAIN_C2H = frozenset(int.from_bytes(bytes((T_C2H_DATA, flags, 24, 24)), "littl
 #: A Completion made without its generated __new__ (a Python frame per completion).
 _completion = functools.partial(tuple.__new__, Completion)
 
-@dataclass(slots=True)
 class _Command:
+    """What the host keeps of one outstanding command. Made by ``_new_command``, not by a
+    constructor: a class's ``__init__`` is entered from C with its own frame, a tenth of the
+    engine's submit work per command, where a module function's call is a plain Python call."""
+
+    __slots__ = ("cid", "opcode", "write", "read", "context", "received", "sink_offset", "sent",
+                 "in_capsule", "status_override")
     cid: int
     opcode: int
     write: memoryview | None
     read: memoryview | None
     context: object
-    received: int = 0
-    sink_offset: int = 0
-    sent: int = 0
-    in_capsule: bool = False
-    status_override: int = 0
+    received: int  # C2HData bytes received so far
+    sink_offset: int  # where the framer's data sink writes next
+    sent: int  # H2CData bytes sent so far
+    in_capsule: bool
+    status_override: int  # a failure found by the transport (digest, short read)
+
+
+_alloc = object.__new__
+
+
+def _new_command(cid: int, opcode: int, write: memoryview | None, read: memoryview | None,
+                 context: object) -> _Command:
+    c = _alloc(_Command)
+    c.cid = cid
+    c.opcode = opcode
+    c.write = write
+    c.read = read
+    c.context = context
+    c.received = c.sink_offset = c.sent = c.status_override = 0
+    c.in_capsule = False
+    return c
 
 
 class HostQueue(_QueueEngine):
@@ -159,7 +179,7 @@ class HostQueue(_QueueEngine):
             else:
                 rmv = None
                 length = 0
-            cmds[cid] = _Command(cid, sqe[0], None, rmv, context)
+            cmds[cid] = _new_command(cid, sqe[0], None, rmv, context)
             # The CapsuleCmd in one call: the SQE with its CID, PSDT (SGL, as every Linux host)
             # and SGL1 (a transport data block) filled in.
             capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | PSDT_SGL, cid,
@@ -174,7 +194,7 @@ class HostQueue(_QueueEngine):
         if read_into is not None or read_len:
             raise ValueError("a command moves data in one direction only")
         wmv = memoryview(write).cast("B")
-        cmd = _Command(cid, sqe[0], wmv, None, context)
+        cmd = _new_command(cid, sqe[0], wmv, None, context)
         _SQE_TAIL.pack_into(sqe, 1, sqe[1] | PSDT_SGL, cid)
         if 0 < len(wmv) <= self.icd_size:
             cmd.in_capsule = True
@@ -195,7 +215,7 @@ class HostQueue(_QueueEngine):
         an SQE only to cut it apart here was a tenth of the host's work per read."""
         cid = self._take_cid()
         rmv = _writable_bytes(into)
-        self._cmds[cid] = _Command(cid, opcode, None, rmv, context)
+        self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
         capsule = _pack_read(T_CAPSULE_CMD, 0, 72, 0, 72, opcode, PSDT_SGL, cid, nsid, 0, len(rmv),
                              _SGL_TRANSPORT, slba, nlb - 1)
         if self.hdgst:
@@ -432,8 +452,9 @@ class HostQueue(_QueueEngine):
 
 
 def _writable_bytes(buf) -> memoryview:
-    """``buf`` as the flat, writable byte view a read lands in."""
-    rmv = memoryview(buf)
+    """``buf`` as the flat, writable byte view a read lands in (a view given is used as it is
+    when it is one already: making one costs as much as checking it)."""
+    rmv = buf if buf.__class__ is memoryview else memoryview(buf)
     if rmv.format != "B" or rmv.ndim != 1:
         rmv = rmv.cast("B")
     if rmv.readonly:

@@ -120,7 +120,7 @@ class Framer:
             self.rd, self.wr = 0, n
         if self._in_place:
             return self.view[self.wr:self.wr + _AFTER_LARGE]
-        return self.view[self.wr:]
+        return self.view[self.wr:] if self.wr else self.view  # all of it: no slice to make
 
     def buffer_updated(self, nbytes: int) -> list[PduBase]:
         """Account for ``nbytes`` written into the last ``get_buffer()`` and return whole PDUs."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from pynvmetcp.aio_send import BufferSender, advance
 
 
@@ -27,15 +29,17 @@ class Transport:
         self.queued.append(b"".join(bytes(b) for b in buffers))
 
 
-def test_a_partial_send_hands_the_rest_over_in_order():
+@pytest.mark.parametrize("pieces", [1, 3])  # one buffer is written, several are gathered
+def test_a_partial_send_hands_the_rest_over_in_order(pieces):
     near, far = socket.socketpair()
     near.setblocking(False)
     near.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     transport = Transport(near)
     sender = BufferSender(transport)
-    first = [bytes([i]) * 100_000 for i in range(3)]
+    first = [bytes([i]) * (300_000 // pieces) for i in range(pieces)]
     sender.send(first)
     assert transport.queued, "the socket took 300 kB at once: nothing was tested"
+    assert len(transport.queued[0]) < 300_000, "the socket took nothing: a partial send untested"
     sender.send([b"after"])  # must not overtake what waits in the transport
     far.setblocking(False)
     got = bytearray()
