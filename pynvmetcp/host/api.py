@@ -7,7 +7,6 @@ run the same code.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 from ..spec.identify import IdentifyNamespace
@@ -24,8 +23,6 @@ def _data(done):
     return done.data.obj if done.data is not None else None
 
 
-#: A ReadInto made without its generated __new__ (a Python frame per I/O): all six fields.
-_read_into = functools.partial(tuple.__new__, P.ReadInto)
 
 
 def _none(done) -> None:
@@ -139,7 +136,7 @@ class Namespace:
             self._blocks(nbytes)  # raises
         if 0 < self.max_blocks < nlb:
             return self._split(self._read_cmd, slba, nlb, buf, None)
-        return self.ctrl._io(_read_into((self.nsid, slba, nlb, view, -1, None)), _none)
+        return self.ctrl._io(P.read_into(self.nsid, slba, nlb, view), _none)
 
     def _read_cmd(self, slba: int, nlb: int, into) -> Command:
         return Command(C.read(self.nsid, slba, nlb), queue=-1, read_into=into)

@@ -33,6 +33,7 @@ from .association import Association, ic_failed
 from .identity import ConnectParams
 
 log = logging.getLogger(__name__)
+_DONTWAIT = socket.MSG_DONTWAIT
 
 
 class SyncQueue:
@@ -158,33 +159,38 @@ class SyncQueue:
         receive is one system call (a Python socket timeout would add a poll() before every
         recv); the command deadline is checked between receives, so a command with a shorter
         timeout than the queue's is failed at the next receive after it passed."""
-        if self.engine.held:
+        engine = self.engine
+        if engine.held:
             self._flush()
-        if deadline is not None and deadline - time.monotonic() <= 0:
-            raise CommandTimeout(f"queue {self.engine.qid}: no completion in time")
         try:
-            n = self.sock.recv_into(self.engine.get_buffer(), 0,
-                                    socket.MSG_DONTWAIT if deadline is None else 0)
+            if deadline is None:
+                n = self.sock.recv_into(engine.get_buffer(), 0, _DONTWAIT)
+            elif deadline > time.monotonic():
+                n = self.sock.recv_into(engine.get_buffer())
+            else:
+                raise CommandTimeout(f"queue {engine.qid}: no completion in time")
         except InterruptedError:
             return
         except BlockingIOError:
             if deadline is None:
                 return
-            raise CommandTimeout(f"queue {self.engine.qid}: no completion in time") from None
+            raise CommandTimeout(f"queue {engine.qid}: no completion in time") from None
         except OSError as exc:
             self._lost(f"receive failed: {exc}")
         if n == 0:
             self._lost("connection closed by the controller")
-        events = self.engine.buffer_updated(n)
-        if self.engine.outbox:  # H2CData answering R2Ts, TermReqs
+        events = engine.buffer_updated(n)
+        if engine.outbox:  # H2CData answering R2Ts, TermReqs
             self._flush()
+        done = self._done
         for ev in events:
-            if isinstance(ev, Completion):
-                if ev.cid in self.unsolicited_cids and self.on_unsolicited:
-                    self.unsolicited_cids.discard(ev.cid)
+            if ev.__class__ is Completion:
+                unsolicited = self.unsolicited_cids  # an admin queue's AERs; else empty
+                if unsolicited and ev.cid in unsolicited and self.on_unsolicited:
+                    unsolicited.discard(ev.cid)
                     self.on_unsolicited(ev)
                 else:
-                    self._done[ev.cid] = ev
+                    done[ev.cid] = ev
             elif isinstance(ev, ProtocolFailure):
                 self._close()
                 raise ev.error
@@ -192,7 +198,7 @@ class SyncQueue:
                 self._close()
                 raise TermReqReceived(ev.fes, ev.fei, ev.header)
             elif isinstance(ev, IcComplete):
-                log.debug("queue %d live: %s", self.engine.qid, ev)
+                log.debug("queue %d live: %s", engine.qid, ev)
 
     def _lost(self, why: str):
         self._close()

@@ -289,3 +289,40 @@ def test_many_hosts_at_once(target):
     for t in threads:
         t.join(60)
     assert not errors and not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_read_into_lands_in_the_callers_buffer_and_reports_a_refusal_as_a_read(target, api):
+    """``ns.read_into`` hands the queue a ReadInto (the read's values, no SQE): the data must
+    land in the caller's buffer (a bytearray or a view of part of one), and a refused read must
+    be reported with the Read opcode, its status and DNR, as a Command's would be."""
+    data = os.urandom(8192)
+
+    def check(ns, got, err):
+        assert bytes(got[0]) == data[:4096] and bytes(got[1][4096:]) == data[4096:]
+        assert (err.opcode, err.sc, err.dnr) == (0x02, 0x80, True)  # LBA Out of Range
+
+    if api == "blocking":
+        with pynvmetcp.connect("127.0.0.1", target.port, NQN) as ctrl:
+            ns = ctrl.namespace(1)
+            ns.write(3000, data)
+            first, second = bytearray(4096), bytearray(8192)
+            ns.read_into(3000, first)
+            ns.read_into(3008, memoryview(second)[4096:])
+            with pytest.raises(pynvmetcp.NvmeStatusError) as err:
+                ns.read_into(ns.nblocks - 1, bytearray(4096))
+            check(ns, (first, second), err.value)
+        return
+
+    async def run():
+        async with await pynvmetcp.aconnect("127.0.0.1", target.port, NQN) as ctrl:
+            ns = await ctrl.namespace(1)
+            await ns.write(3000, data)
+            first, second = bytearray(4096), bytearray(8192)
+            await ns.read_into(3000, first)
+            await ns.read_into(3008, memoryview(second)[4096:])
+            with pytest.raises(pynvmetcp.NvmeStatusError) as err:
+                await ns.read_into(ns.nblocks - 1, bytearray(4096))
+            check(ns, (first, second), err.value)
+
+    asyncio.run(run())
