@@ -184,10 +184,7 @@ class HostQueue(_QueueEngine):
             # and SGL1 (a transport data block) filled in.
             capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | PSDT_SGL, cid,
                                     sqe[4:24], 0, length, _SGL_TRANSPORT, sqe[40:64])
-            if self.hdgst:
-                self.outbox += codec.capsule_cmd(capsule[8:], hdgst=True)
-            else:
-                self.outbox.append(capsule)
+            self.outbox += _digested(capsule) if self.hdgst else (capsule,)
             self.held += 1
             return cid
         sqe = bytearray(sqe)
@@ -218,10 +215,7 @@ class HostQueue(_QueueEngine):
         self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
         capsule = _pack_read(T_CAPSULE_CMD, 0, 72, 0, 72, opcode, PSDT_SGL, cid, nsid, 0, len(rmv),
                              _SGL_TRANSPORT, slba, nlb - 1)
-        if self.hdgst:
-            self.outbox += codec.capsule_cmd(capsule[8:], hdgst=True)
-        else:
-            self.outbox.append(capsule)
+        self.outbox += _digested(capsule) if self.hdgst else (capsule,)
         self.held += 1
         return cid
 
@@ -449,6 +443,11 @@ class HostQueue(_QueueEngine):
                                             ddgst=self.ddgst, pda=self.cpda))
             off += n
         cmd.sent = end
+
+
+def _digested(capsule: bytes) -> list:
+    """A packed CapsuleCmd without data, as sent on a link with header digests."""
+    return codec.capsule_cmd(capsule[8:], hdgst=True)
 
 
 def _writable_bytes(buf) -> memoryview:

@@ -30,7 +30,7 @@ CFG = Path("/sys/kernel/config/nvmet")
 
 
 
-def settle(get, ready, timeout: float = 20.0, interval: float = 0.2):
+def settle(get, ready, timeout: float = 90.0, interval: float = 0.2):
     """Poll ``get()`` until ``ready(value)`` or the deadline; returns the last value."""
     deadline = time.monotonic() + timeout
     value = get()

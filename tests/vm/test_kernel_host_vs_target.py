@@ -66,7 +66,7 @@ def controller():
     return None
 
 
-def wait_for(fn, timeout=30):
+def wait_for(fn, timeout=90):  # generous: the kernel under emulation on a loaded machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
