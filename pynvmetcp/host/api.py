@@ -23,8 +23,6 @@ def _data(done):
     return done.data.obj if done.data is not None else None
 
 
-
-
 def _none(done) -> None:
     return None
 

@@ -45,16 +45,24 @@ class ReadInto:
     its values: the engine packs the capsule from them (``HostQueue.submit_read``), with no SQE
     built in between — the QD1 read path. Otherwise a ``Command``: the same ``queue`` (always the
     next I/O queue) and ``timeout`` (the queue's), and ``sqe`` when one is asked for (error
-    reports). Made by ``read_into``: a named tuple's or a class's constructor cost as much as a
+    reports; and ``write``/``read_len``/``read_into`` for drivers that submit it as an SQE, like
+    the kernel controller's passthrough). Made by ``read_into``: a named tuple's or a class's constructor cost as much as a
     tenth of a QD1 read, a function setting slots a quarter of that."""
 
     __slots__ = ("nsid", "slba", "nlb", "into")
     queue = -1
     timeout = None
+    write = None
+    read_len = 0
 
     @property
     def sqe(self) -> bytes:
         return C.read(self.nsid, self.slba, self.nlb)
+
+    @property
+    def read_into(self) -> Any:
+        """``Command.read_into``: drivers that take an SQE (the kernel's passthrough) read it."""
+        return self.into
 
     def submit_to(self, engine: HostQueue, context: object) -> int:
         return engine.submit_read(_READ, self.nsid, self.slba, self.nlb, self.into, context)

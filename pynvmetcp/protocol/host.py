@@ -171,7 +171,8 @@ class HostQueue(_QueueEngine):
         cid = self._take_cid()
         if write is None:
             if read_into is not None:
-                rmv = _writable_bytes(read_into)
+                # a view of its own: the caller may release theirs before the data comes
+                rmv = _writable_bytes(memoryview(read_into))
                 length = len(rmv)
             elif read_len:
                 rmv = memoryview(bytearray(read_len))
@@ -179,11 +180,11 @@ class HostQueue(_QueueEngine):
             else:
                 rmv = None
                 length = 0
-            cmds[cid] = _new_command(cid, sqe[0], None, rmv, context)
             # The CapsuleCmd in one call: the SQE with its CID, PSDT (SGL, as every Linux host)
             # and SGL1 (a transport data block) filled in.
             capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | PSDT_SGL, cid,
                                     sqe[4:24], 0, length, _SGL_TRANSPORT, sqe[40:64])
+            cmds[cid] = _new_command(cid, sqe[0], None, rmv, context)
             self.outbox += _digested(capsule) if self.hdgst else (capsule,)
             self.held += 1
             return cid
@@ -209,12 +210,14 @@ class HostQueue(_QueueEngine):
         """``submit`` for an NVM command that reads ``into`` a buffer, given by its values
         (SLBA in CDW10-11, ``nlb`` blocks, 1-based, in CDW12; every other SQE field 0) rather
         than as an SQE: the CapsuleCmd is packed from them in one call. At queue depth 1 building
-        an SQE only to cut it apart here was a tenth of the host's work per read."""
+        an SQE only to cut it apart here was a tenth of the host's work per read. A memoryview
+        given as ``into`` is kept as it is (``submit`` makes its own), so it must not be released
+        before the command completes."""
         cid = self._take_cid()
-        rmv = _writable_bytes(into)
-        self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
+        rmv = _writable_bytes(into if into.__class__ is memoryview else memoryview(into))
         capsule = _pack_read(T_CAPSULE_CMD, 0, 72, 0, 72, opcode, PSDT_SGL, cid, nsid, 0, len(rmv),
-                             _SGL_TRANSPORT, slba, nlb - 1)
+                             _SGL_TRANSPORT, slba, nlb - 1)  # raises on values out of range
+        self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
         self.outbox += _digested(capsule) if self.hdgst else (capsule,)
         self.held += 1
         return cid
@@ -450,10 +453,8 @@ def _digested(capsule: bytes) -> list:
     return codec.capsule_cmd(capsule[8:], hdgst=True)
 
 
-def _writable_bytes(buf) -> memoryview:
-    """``buf`` as the flat, writable byte view a read lands in (a view given is used as it is
-    when it is one already: making one costs as much as checking it)."""
-    rmv = buf if buf.__class__ is memoryview else memoryview(buf)
+def _writable_bytes(rmv: memoryview) -> memoryview:
+    """``rmv`` as the flat, writable byte view a read lands in."""
     if rmv.format != "B" or rmv.ndim != 1:
         rmv = rmv.cast("B")
     if rmv.readonly:

@@ -239,3 +239,33 @@ def test_submit_read_refuses_what_submit_refuses():
     idle = HostQueue(1)
     with pytest.raises(RuntimeError, match="not live"):
         idle.submit_read(0x02, 1, 0, 1, bytearray(512))
+
+
+def test_submit_read_with_values_out_of_range_keeps_no_slot():
+    """A read whose values do not fit the SQE fails before it is recorded: the queue is as
+    before (nothing outstanding, nothing to send) and the next command goes as usual."""
+    p = Pair(queue_size=4)
+    q = p.host
+    for slba, nlb in ((-1, 1), (1 << 64, 1), (0, (1 << 16) + 1), (0, 0)):
+        with pytest.raises(struct.error):
+            q.submit_read(0x02, 1, slba, nlb, bytearray(512))
+    assert (q.outstanding, q.held, q.outbox) == (0, 0, [])
+    a = bytearray(512)
+    cid = q.submit_read(0x02, 1, 0, 1, a)
+    p.to_ctrl()
+    p.ctrl.complete(cid, data=_pattern(512, 3))
+    done, = p.to_host()
+    assert done.status == 0 and bytes(a) == _pattern(512, 3)
+
+
+def test_submit_keeps_a_view_of_its_own_of_the_callers_buffer():
+    """``submit`` reads into its own view: a caller may release the memoryview it passed
+    before the data arrives, and the data still lands in the buffer under it."""
+    p = Pair()
+    buf = bytearray(4096)
+    with memoryview(buf) as mv:
+        cid = p.host.submit(C.read(1, 0, 8), read_into=mv)
+    p.to_ctrl()
+    p.ctrl.complete(cid, data=_pattern(4096, 5))
+    done, = p.to_host()
+    assert done.status == 0 and bytes(buf) == _pattern(4096, 5)

@@ -211,8 +211,10 @@ def main() -> int:
         data = os.urandom(ns.block_size * 8)
         ns.write(200, data)
         back = ns.read(200, 8)
+        into = bytearray(len(data))  # read_into hands the driver a ReadInto, not a Command
+        ns.read_into(200, memoryview(into))
         emit("io_passthru", block_size=ns.block_size, equal=bytes(back) == data,
-             block_device=c.block_device(1))
+             into_equal=bytes(into) == data, block_device=c.block_device(1))
 
     @step("already")
     def _():

@@ -66,7 +66,7 @@ def serving(name, proc):
     up = poll(lambda: proc.poll() is not None or "serving" in open(f"/tmp/{name}.log").read(), 300)
     log = open(f"/tmp/{name}.log").read()
     emit(f"node_{name}", serving="serving" in log, exit=proc.poll(),
-         seconds=round(time.monotonic() - t0, 1), log=log[-400:] if not up or proc.poll() else "")
+         seconds=round(time.monotonic() - t0, 1), log=log[-400:] if not up or proc.poll() is not None else "")
 
 
 def block(n, gen):

@@ -86,7 +86,7 @@ def test_ioctl_returns_the_15_bit_status(checks):
 
 def test_io_passthrough(checks):
     io = ok(checks, "io_passthru")
-    assert io["equal"] and io["block_size"] == 512
+    assert io["equal"] and io["into_equal"] and io["block_size"] == 512
 
 
 def test_second_connect_reports_already_connected(checks):
