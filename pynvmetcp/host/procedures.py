@@ -41,15 +41,15 @@ class Command(NamedTuple):
 
 
 class ReadInto:
-    """A Read of ``nlb`` blocks (1-based) at ``slba`` into the caller's ``into`` buffer, kept as
-    its values: the engine packs the capsule from them (``HostQueue.submit_read``), with no SQE
-    built in between — the QD1 read path. Everywhere else it passes for a ``Command``: ``queue``
-    (the next I/O queue), ``timeout`` (the queue's), ``sqe`` when one is asked for (error reports,
-    drivers that submit SQEs such as the kernel's passthrough) and ``write``/``read_len``/
-    ``read_into``. Made by the function ``read_into``, not a constructor: as a named tuple it
-    cost ~1k instructions more per read."""
+    """A Read of ``nlb`` blocks (1-based) at ``slba`` into the caller's ``read_into`` buffer,
+    kept as its values: the engine packs the capsule from them (``HostQueue.submit_read``), with
+    no SQE built in between — the QD1 read path. Everywhere else it passes for a ``Command``:
+    ``queue`` (the next I/O queue), ``timeout`` (the queue's), ``write``/``read_len``/
+    ``read_into``, and ``sqe`` when one is asked for (error reports, drivers that submit SQEs
+    such as the kernel's passthrough). Made by the function ``read_into``, not a constructor:
+    as a named tuple it cost ~1k instructions more per read."""
 
-    __slots__ = ("nsid", "slba", "nlb", "into")
+    __slots__ = ("nsid", "slba", "nlb", "read_into")
     queue = -1
     timeout = None
     write = None
@@ -59,25 +59,20 @@ class ReadInto:
     def sqe(self) -> bytes:
         return C.read(self.nsid, self.slba, self.nlb)
 
-    @property
-    def read_into(self) -> Any:
-        """``Command.read_into``: drivers that take an SQE (the kernel's passthrough) read it."""
-        return self.into
-
     def submit_to(self, engine: HostQueue, context: object) -> int:
-        return engine.submit_read(_READ, self.nsid, self.slba, self.nlb, self.into, context)
+        return engine.submit_read(_READ, self.nsid, self.slba, self.nlb, self.read_into, context)
 
 
 _alloc = object.__new__
 
 
 def read_into(nsid: int, slba: int, nlb: int, into: Any) -> ReadInto:
-    """The ReadInto for a read of ``nlb`` blocks at ``slba`` into ``into``."""
+    """The ReadInto for a read of ``nlb`` blocks at ``slba`` into the buffer ``into``."""
     r = _alloc(ReadInto)
     r.nsid = nsid
     r.slba = slba
     r.nlb = nlb
-    r.into = into
+    r.read_into = into
     return r
 
 

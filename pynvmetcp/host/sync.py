@@ -183,9 +183,9 @@ class SyncQueue:
         if engine.outbox:  # H2CData answering R2Ts, TermReqs
             self._flush()
         done = self._done
+        unsolicited = self.unsolicited_cids  # an admin queue's AERs; else empty
         for ev in events:
             if ev.__class__ is Completion:
-                unsolicited = self.unsolicited_cids  # an admin queue's AERs; else empty
                 if unsolicited and ev.cid in unsolicited and self.on_unsolicited:
                     unsolicited.discard(ev.cid)
                     self.on_unsolicited(ev)

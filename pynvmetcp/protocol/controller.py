@@ -17,7 +17,7 @@ from typing import Callable
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
 from ..spec.opcodes import NvmOpcode
-from ..spec.pdu import (T_C2H_DATA, T_CAPSULE_CMD, T_CAPSULE_RESP, T_H2C_DATA, T_H2C_TERMREQ,
+from ..spec.pdu import (T_CAPSULE_CMD, T_H2C_DATA, T_H2C_TERMREQ,
                         T_ICREQ, DigestFlags, Fes, PduFlags, PduType)
 from ..spec.sqe import PSDT_SGL
 from ..spec.status import (SC_CID_CONFLICT, SC_DATA_XFER_ERROR, SC_SGL_INVALID_DATA,
@@ -31,23 +31,13 @@ _SGL = struct.Struct("<QI3xB")
 ADMIN_ICD_SIZE = 8192
 LINUX_MAXH2CDATA = 0x400000
 _F_LAST = PduFlags.LAST_PDU
-# The read lane (``ControllerQueue.read_lane``): a CapsuleCmd header with its SQE up to CDW12
-# (the header's type, flags, HLEN, PDO and PLEN as one int; opcode and flags as one), the
-# answer's C2HData header (flags LAST_PDU, or LAST_PDU|SUCCESS) and CapsuleResp.
-_LANE_CMD = struct.Struct("<QHHI24xI3xBQH")
-_PLAIN_CAPSULE = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 0)) + (72).to_bytes(4, "little"),
-                                "little")
-_unpack_lane = _LANE_CMD.unpack_from
-# The answer's headers with their fixed leading fields as one int (C2HData: type, flags, HLEN,
-# PDO; CapsuleResp: those and PLEN), the offset, DW0/DW1 and status 0: a pack per header of
-# four values, not nine and eleven.
-_pack_c2h_whole = struct.Struct("<IIH6xI4x").pack  # head, PLEN, CID, DATAL
-_pack_resp_ok = struct.Struct("<Q8xHHH2x").pack  # head, SQHD, SQID, CID
-_C2H_LAST = int.from_bytes(bytes((T_C2H_DATA, _F_LAST, 24, 24)), "little")
-_C2H_LAST_SUCCESS = int.from_bytes(bytes((T_C2H_DATA, _F_LAST | PduFlags.SUCCESS, 24, 24)),
-                                   "little")
-_RESP_HEAD = int.from_bytes(bytes((T_CAPSULE_RESP, 0, 24, 0)) + (24).to_bytes(4, "little"),
-                            "little")
+# The read lane (``ControllerQueue.read_lane``) reads and answers plain headers by value
+# (wire.codec's PLAIN_* layouts).
+_unpack_lane = codec.PLAIN_READ.unpack_from
+_pack_c2h_whole = codec.PLAIN_C2H.pack
+_pack_resp_ok = codec.PLAIN_RESP.pack  # with DW0, DW1 and status 0
+_PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
+_C2H_LAST, _C2H_LAST_SUCCESS = codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS
 #: Answers up to this many data bytes are joined into one buffer: copying 4 KiB costs less than
 #: a gathered send of three pieces; larger ones are sent as they are.
 _JOIN_MAX = 16384
@@ -214,7 +204,7 @@ class ControllerQueue(_QueueEngine):
                 else:
                     self.sqhd = sqhd = (self.sqhd + 1) % self.depth
                     answer = (_pack_c2h_whole(_C2H_LAST, 24 + length, cid, length), data,
-                              _pack_resp_ok(_RESP_HEAD, sqhd, self.qid, cid))
+                              _pack_resp_ok(_RESP_HEAD, 0, 0, sqhd, self.qid, cid, 0))
                 if length <= _JOIN_MAX:
                     out.append(_join(answer))
                 else:

@@ -34,22 +34,20 @@ _SQE_TAIL = struct.Struct("<BH")  # SQE flags and CID, from byte 1
 # CapsuleCmd header, then the SQE: opcode, flags, CID, bytes 4-23, SGL1 (address, length, id),
 # bytes 40-63
 _pack_capsule = struct.Struct("<BBBBIBBH20sQI3xB24s").pack
-# The same for a read given by its values: NSID, SGL1, SLBA and NLB; the rest of the SQE zero.
-_pack_read = struct.Struct("<BBBBIBBHI16xQI3xBQH14x").pack
+_pack_read = codec.PLAIN_READ.pack  # a read given by its values
 ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
 _F_SUCCESS = PduFlags.SUCCESS
-# The completion lane (``HostQueue.buffer_updated``). A header's first four bytes (type, flags,
-# HLEN, PDO) as one little-endian int: a plain CapsuleResp's, and a plain C2HData's (flags 0,
-# LAST_PDU, or LAST_PDU|SUCCESS); then PLEN and the PSH.
-_unpack_resp = struct.Struct("<IIIIHHHH").unpack_from
+# The completion lane (``HostQueue.buffer_updated``) reads plain headers by value (wire.codec's
+# PLAIN_* layouts); a C2HData's first four bytes as one int (flags 0, LAST_PDU, or
+# LAST_PDU|SUCCESS), then PLEN and the PSH.
+_unpack_resp = codec.PLAIN_RESP.unpack_from
 _unpack_c2h = struct.Struct("<IIHHII").unpack_from
-_RESP_HEAD = int.from_bytes(bytes((T_CAPSULE_RESP, 0, 24, 0)), "little")
-_C2H_SUCCESS = int.from_bytes(bytes((T_C2H_DATA, PduFlags.LAST_PDU | PduFlags.SUCCESS, 24, 24)),
-                              "little")
-_PLAIN_C2H = frozenset(int.from_bytes(bytes((T_C2H_DATA, flags, 24, 24)), "little")
-                       for flags in (0, PduFlags.LAST_PDU, PduFlags.LAST_PDU | PduFlags.SUCCESS))
+_PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
+_C2H_SUCCESS = codec.C2H_HEAD_LAST_SUCCESS
+_PLAIN_C2H = frozenset((int.from_bytes(bytes((T_C2H_DATA, 0, 24, 24)), "little"),
+                        codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS))
 #: A Completion made without its generated __new__ (a Python frame per completion).
 _completion = functools.partial(tuple.__new__, Completion)
 
@@ -145,9 +143,7 @@ class HostQueue(_QueueEngine):
         once and a deep queue sends in batches while the peer still has work."""
         if self.qid and self.held < len(self._cmds) // 2:
             return None
-        self.held = 0
-        out, self.outbox = self.outbox, []
-        return out
+        return self.data_to_send()
 
     def data_to_send(self) -> list:
         self.held = 0
@@ -215,7 +211,7 @@ class HostQueue(_QueueEngine):
         before the command completes."""
         cid = self._take_cid()
         rmv = _writable_bytes(into if into.__class__ is memoryview else memoryview(into))
-        capsule = _pack_read(T_CAPSULE_CMD, 0, 72, 0, 72, opcode, PSDT_SGL, cid, nsid, 0, len(rmv),
+        capsule = _pack_read(_PLAIN_CAPSULE, opcode | PSDT_SGL << 8, cid, nsid, len(rmv),
                              _SGL_TRANSPORT, slba, nlb - 1)  # raises on values out of range
         self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
         self.outbox += _digested(capsule) if self.hdgst else (capsule,)
@@ -292,8 +288,8 @@ class HostQueue(_QueueEngine):
                     events.append(_completion((cid, cmd.status_override, 0, 0, self.sqhd,
                                                self.qid, read, cmd.context)))
             elif t == T_CAPSULE_RESP:
-                head, plen, dw0, dw1, sqhd, sqid, cid, st = _unpack_resp(buf, rd)
-                if head != _RESP_HEAD or plen != 24:
+                head, dw0, dw1, sqhd, sqid, cid, st = _unpack_resp(buf, rd)
+                if head != _RESP_HEAD:
                     break
                 cmd = cmds.pop(cid, None)
                 if cmd is None:

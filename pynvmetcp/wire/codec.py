@@ -27,6 +27,24 @@ TERM_PSH = struct.Struct("<HI")
 RESP_PSH = struct.Struct("<IIHHHH")
 XFER_PSH = struct.Struct("<HHII")
 
+# The engines' lanes: headers of a link without digests or padding read and written by value, a
+# header's fixed leading fields as one little-endian int (type, flags, HLEN, PDO, and PLEN where
+# it is fixed too).
+#: A plain CapsuleCmd with a read's SQE: head, opcode|flags<<8, CID, NSID, SGL1 length and
+#: identifier, SLBA, NLB (0's based); the rest zero.
+PLAIN_READ = struct.Struct("<QHHI24xI3xBQH14x")
+PLAIN_CAPSULE_HEAD = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 0)) + (72).to_bytes(4, "little"),
+                                    "little")
+#: A CapsuleResp: head, DW0, DW1, SQHD, SQID, CID, status.
+PLAIN_RESP = struct.Struct("<QIIHHHH")
+PLAIN_RESP_HEAD = int.from_bytes(bytes((T_CAPSULE_RESP, 0, 24, 0)) + (24).to_bytes(4, "little"),
+                                 "little")
+#: A C2HData carrying all of a command's data: head, PLEN, CID, DATAL (DATAO 0).
+PLAIN_C2H = struct.Struct("<IIH6xI4x")
+C2H_HEAD_LAST, C2H_HEAD_LAST_SUCCESS = (
+    int.from_bytes(bytes((T_C2H_DATA, flags, 24, 24)), "little")
+    for flags in (PduFlags.LAST_PDU, PduFlags.LAST_PDU | PduFlags.SUCCESS))
+
 _ZEROS = bytes(128)
 
 # The per-PDU path uses plain ints (spec.pdu's T_*) and bound methods: reading an enum member

@@ -231,3 +231,31 @@ def test_property_get_resp_vector():
 def test_icreq_vector():
     assert codec.ic_req(dgst=3)[:16] == bytes.fromhex("00008000800000000000000300000000")
     assert codec.ic_req(dgst=3)[16:] == bytes(112)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cid=st.integers(0, 0xFFFF), nsid=st.integers(0, 0xFFFFFFFF),
+       slba=st.integers(0, (1 << 64) - 1), nlb=st.integers(0, 0xFFFF),
+       length=st.integers(1, 1 << 20), sqhd=st.integers(0, 0xFFFF), sqid=st.integers(0, 0xFFFF),
+       success=st.booleans())
+def test_plain_layouts_are_the_codecs_headers(cid, nsid, slba, nlb, length, sqhd, sqid, success):
+    """The lanes' by-value layouts (PLAIN_*) write exactly the headers the codec encodes and
+    read them back field for field."""
+    sqe = bytearray(64)
+    sqe[0], sqe[1] = 0x02, 0x40
+    sqe[2:4] = cid.to_bytes(2, "little")
+    sqe[4:8] = nsid.to_bytes(4, "little")
+    sqe[32:36] = length.to_bytes(4, "little")
+    sqe[39] = 0x5A
+    sqe[40:48] = slba.to_bytes(8, "little")
+    sqe[48:50] = nlb.to_bytes(2, "little")
+    fields = (codec.PLAIN_CAPSULE_HEAD, 0x4002, cid, nsid, length, 0x5A, slba, nlb)
+    assert codec.PLAIN_READ.pack(*fields) == codec.encode(codec.capsule_cmd(bytes(sqe)))
+    assert codec.PLAIN_READ.unpack(codec.PLAIN_READ.pack(*fields)) == fields
+    resp = (codec.PLAIN_RESP_HEAD, 0, 0, sqhd, sqid, cid, 0)
+    assert codec.PLAIN_RESP.pack(*resp) == codec.encode(codec.capsule_resp(cid, 0, sqhd=sqhd,
+                                                                           sqid=sqid))
+    head = codec.C2H_HEAD_LAST_SUCCESS if success else codec.C2H_HEAD_LAST
+    assert (codec.PLAIN_C2H.pack(head, 24 + length, cid, length)
+            == codec.encode(codec.c2h_data(cid, 0, bytes(length), last=True,
+                                           success=success))[:24])
