@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 NQN = "nqn.2024-01.io.pynvmetcp:bench"
@@ -107,13 +108,35 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
 
 
+def start_peer(command: Callable[[int], list[str]], *, timeout: float = 20.0,
+               **popen) -> tuple[int, subprocess.Popen]:
+    """``command(port)`` started and listening on a port that was free when chosen: (port,
+    process). The port can be taken by someone else before the peer binds it; a peer that
+    then exits is started again on another port (three tries). One still not listening after
+    ``timeout`` is killed and the error raised."""
+    for attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(command(port), cwd=ROOT, **popen)
+        try:
+            wait_port(port, proc, timeout)
+            return port, proc
+        except RuntimeError:
+            if proc.poll() is None or attempt == 2:
+                proc.kill()
+                proc.wait()
+                raise
+            if proc.stderr is not None:
+                proc.stderr.close()
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
-def _process(cmd: list[str], port: int):
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def _process(command: Callable[[int], list[str]]):
+    """A peer on the server core for the ``with`` block: (port, process)."""
+    port, proc = start_peer(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {server_core()}))
     try:
-        wait_port(port, proc)
-        yield proc
+        yield port, proc
     finally:
         proc.terminate()
         try:
@@ -122,25 +145,28 @@ def _process(cmd: list[str], port: int):
             proc.kill()
 
 
+def target_command(port: int, size: str = "mem:256M") -> list[str]:
+    """``pynvmetcp target`` serving one memory namespace of ``size`` on ``port``."""
+    return [sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen", f"127.0.0.1:{port}",
+            "--subsystem", NQN, "--namespace", size]
+
+
 @contextlib.contextmanager
 def target_process(size: str = "mem:256M"):
-    port = free_port()
-    with _process([sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen",
-                   f"127.0.0.1:{port}", "--subsystem", NQN, "--namespace", size], port) as proc:
+    with _process(lambda port: target_command(port, size)) as (port, proc):
         yield port, proc.pid
 
 
 @contextlib.contextmanager
 def bare_target(size: int = 256 << 20):
-    port = free_port()
-    with _process([sys.executable, "-c", BARE_TARGET, str(port), str(size)], port):
+    with _process(lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(size)]) \
+            as (port, _):
         yield port
 
 
 @contextlib.contextmanager
 def raw_server():
-    port = free_port()
-    with _process([sys.executable, "-c", RAW_SERVER, str(port)], port):
+    with _process(lambda port: [sys.executable, "-c", RAW_SERVER, str(port)]) as (port, _):
         yield port
 
 

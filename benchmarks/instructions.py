@@ -47,7 +47,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._harness import Report, parse_args  # noqa: E402
-from benchmarks._peers import BARE_TARGET, NQN, BareHost, free_port, wait_port  # noqa: E402
+from benchmarks._peers import (BARE_TARGET, NQN, BareHost, start_peer,  # noqa: E402
+                              target_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = 32
@@ -157,16 +158,11 @@ else:
 
 # A target under callgrind, read at QD1 by a BareHost from this process: the instructions of
 # ``reads`` reads minus those of a run without them, per read.
-def _target(port: int) -> list[str]:
-    return [sys.executable, "-m", "pynvmetcp", "target", "-q", "--listen", f"127.0.0.1:{port}",
-            "--subsystem", NQN, "--namespace", "mem:16M"]
-
-
 # (command, environment): the target on the loop it picks (uvloop's), on the standard loop,
 # and the bare target.
 TARGETS = {
-    "target": (_target, {}),
-    "target-std": (_target, {"PYNVMETCP_LOOP": "asyncio"}),
+    "target": (lambda port: target_command(port, "mem:16M"), {}),
+    "target-std": (lambda port: target_command(port, "mem:16M"), {"PYNVMETCP_LOOP": "asyncio"}),
     "target-bare": (lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(16 << 20)],
                     {}),
 }
@@ -195,19 +191,9 @@ def target_instructions(kind: str, reads: int) -> int:
     import pynvmetcp
 
     command, env = TARGETS[kind]
-    for attempt in range(3):  # a free port can be taken by someone else before the peer binds
-        port = free_port()
-        proc = subprocess.Popen([*CALLGRIND, *command(port)], cwd=ROOT, env={**ENV, **env},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_port(port, proc, timeout=120)  # start-up under callgrind takes seconds
-            break
-        except RuntimeError:
-            if proc.poll() is None or attempt == 2:
-                proc.kill()
-                proc.wait()
-                raise
-            proc.stderr.close()
+    port, proc = start_peer(lambda port: [*CALLGRIND, *command(port)], env={**ENV, **env},
+                            timeout=120,  # start-up under callgrind takes seconds
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         buf = memoryview(bytearray(4096))
         with contextlib.ExitStack() as stack:

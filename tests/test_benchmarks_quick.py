@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -73,3 +74,48 @@ def test_run_all_entry_point():
     assert "RATIO digest_vs_memcpy_64k=" in summary
     bad = _run("-m", "benchmarks", "--only", "no_such_benchmark")
     assert bad.returncode != 0 and "no such benchmark" in bad.stderr
+
+
+# A peer for start_peer: its first start exits as if its port had been taken (the marker file
+# says it was tried), a later one listens until it is killed.
+_ONCE_TAKEN = r"""
+import pathlib, socket, sys, time
+marker = pathlib.Path(sys.argv[2])
+if not marker.exists():
+    marker.write_text(sys.argv[1])
+    sys.exit(1)
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1)
+time.sleep(60)
+"""
+
+
+def test_a_peer_whose_port_was_taken_is_started_again_on_another(tmp_path):
+    from benchmarks._peers import start_peer
+
+    marker = tmp_path / "tried"
+    port, proc = start_peer(lambda p: [sys.executable, "-c", _ONCE_TAKEN, str(p), str(marker)])
+    try:
+        assert marker.exists() and proc.poll() is None
+        import socket
+        socket.create_connection(("127.0.0.1", port), 5).close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_peer_that_never_listens_is_killed_and_reported(tmp_path):
+    from benchmarks._peers import start_peer
+
+    pidfile = tmp_path / "pid"
+    started = []
+
+    def command(port: int) -> list[str]:
+        started.append(port)
+        return [sys.executable, "-c", "import os, sys, time; "
+                "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)", str(pidfile)]
+
+    with pytest.raises(RuntimeError, match="nothing listening"):
+        start_peer(command, timeout=4.0)  # ample for the pid file to be written
+    assert len(started) == 1  # a peer still running is not a taken port: no second try
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(int(pidfile.read_text()), 0)
