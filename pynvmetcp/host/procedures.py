@@ -20,7 +20,7 @@ from ..spec.opcodes import Cns, DYNAMIC_CNTLID, FeatureId, LogPageId, NvmOpcode,
 from ..protocol.host import HostQueue
 from . import commands as C
 
-_READ = int(NvmOpcode.READ)
+READ = int(NvmOpcode.READ)
 
 
 class Command(NamedTuple):
@@ -60,7 +60,7 @@ class ReadInto:
         return C.read(self.nsid, self.slba, self.nlb)
 
     def submit_to(self, engine: HostQueue, context: object) -> int:
-        return engine.submit_read(_READ, self.nsid, self.slba, self.nlb, self.read_into, context)
+        return engine.submit_read(READ, self.nsid, self.slba, self.nlb, self.read_into, context)
 
 
 _alloc = object.__new__

@@ -74,10 +74,40 @@ class SyncQueue:
         return q
 
     # ---- commands ----
-    def execute(self, cmd: P.Command) -> Completion:
+    def execute(self, cmd: P.Command) -> Completion | None:
+        """Send ``cmd`` and wait for its completion (NvmeStatusError if it failed). A
+        ``ReadInto`` is ``read``: its data is in its buffer and None is returned."""
+        if cmd.__class__ is P.ReadInto:
+            return self._read(cmd)
         with self.lock:  # once: the lock is re-entrant, but each re-entry costs
             cid = self._submit(cmd, cmd)
             return self._wait(cid, time.monotonic() + (cmd.timeout or self.timeout))
+
+    def _read(self, cmd: P.ReadInto) -> None:
+        """``execute`` for a read given by its values.
+
+        When the read is the only command outstanding, its answer is received the way the
+        engine foresees it (``HostQueue.receive_buffers``): the payload straight into the
+        caller's buffer and the headers around it checked by value, and the foreseen success
+        returns from here with nothing else built. Anything else is filed and waited for as
+        any command is."""
+        with self.lock:
+            if self.closed:
+                self._check_open()
+            engine = self.engine
+            cid = engine.submit_read(P.READ, cmd.nsid, cmd.slba, cmd.nlb, cmd.read_into, cmd)
+            bufs = engine.data_due()
+            if bufs is not None:
+                self._send(bufs)
+            deadline = time.monotonic() + self.timeout
+            scatter = engine.receive_buffers()
+            if scatter is not None:
+                events = self._receive(deadline, scatter)
+                if events is None:
+                    return None
+                self._file(events)
+            self._wait(cid, deadline)
+            return None
 
     def submit(self, cmd: P.Command, context: object = None) -> int:
         """Queue a command without waiting (pipelining); ``wait(cid)`` collects it.
@@ -153,33 +183,46 @@ class SyncQueue:
             bufs = advance(bufs, sent)
 
     def _pump(self, deadline: float | None) -> None:
-        """Receive once: blocking (deadline given) or only what is ready (None).
+        """Receive once, blocking (deadline given) or only what is ready (None), and file what
+        came."""
+        if self.engine.held:
+            self._flush()
+        self._file(self._receive(deadline))
+
+    def _receive(self, deadline: float | None, scatter: list | None = None) -> list | None:
+        """One receive: into the engine's buffer, or into ``scatter`` (``receive_buffers``);
+        the engine's events (None: ``buffers_updated``'s foreseen success).
 
         The socket stays in blocking mode with SO_RCVTIMEO set to the queue's timeout, so a
         receive is one system call (a Python socket timeout would add a poll() before every
         recv); the command deadline is checked between receives, so a command with a shorter
         timeout than the queue's is failed at the next receive after it passed."""
         engine = self.engine
-        if engine.held:
-            self._flush()
         try:
             if deadline is None:
                 n = self.sock.recv_into(engine.get_buffer(), 0, _DONTWAIT)
-            elif deadline > time.monotonic():
+            elif deadline <= time.monotonic():
+                raise CommandTimeout(f"queue {engine.qid}: no completion in time")
+            elif scatter is None:
                 n = self.sock.recv_into(engine.get_buffer())
             else:
-                raise CommandTimeout(f"queue {engine.qid}: no completion in time")
+                n = self.sock.recvmsg_into(scatter)[0]
         except InterruptedError:
-            return
+            return []
         except BlockingIOError:
             if deadline is None:
-                return
+                return []
             raise CommandTimeout(f"queue {engine.qid}: no completion in time") from None
         except OSError as exc:
             self._lost(f"receive failed: {exc}")
         if n == 0:
             self._lost("connection closed by the controller")
-        events = engine.buffer_updated(n)
+        return engine.buffer_updated(n) if scatter is None else engine.buffers_updated(n)
+
+    def _file(self, events: list) -> None:
+        """Act on what a receive produced: completions kept by CID (an AER's handed to
+        ``on_unsolicited``), a protocol failure or the controller's TermReq raised."""
+        engine = self.engine
         if engine.outbox:  # H2CData answering R2Ts, TermReqs
             self._flush()
         done = self._done

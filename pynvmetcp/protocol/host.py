@@ -117,6 +117,7 @@ class HostQueue(_QueueEngine):
         self._next_cid = 0
         self.held = 0  # commands submitted since the last data_to_send
         self._initiated = False
+        self._lone: _Command | None = None  # the read receive_buffers() planned for
         self.framer.data_sink = self._sink
         self.framer.pda = hpda
 
@@ -314,6 +315,83 @@ class HostQueue(_QueueEngine):
         if rd != wr:
             events += _QueueEngine.buffer_updated(self, 0)
         return events
+
+    def receive_buffers(self) -> list | None:
+        """Where the next receive should land when a lone read can take its data in place: the
+        staging buffer for the C2HData header, the read's own buffer for its payload, staging
+        again for what follows (a scatter receive: ``recvmsg_into``); None otherwise — receive
+        into ``get_buffer()`` — and then ``buffers_updated`` is not to be called.
+
+        At queue depth 1 the host waits for one answer it can foresee: a C2HData header for the
+        read's whole payload, then SUCCESS or a CapsuleResp. Receiving the payload where it
+        belongs and checking the headers around it (``buffers_updated``) skips the copy out of
+        staging and the lane's work per PDU, ~3 µs of the host's part of a QD1 round trip here
+        (benchmarks/RESULTS.md). Offered on a live link without digests or padding, with
+        nothing else outstanding or buffered, for a read whose data has not begun and that
+        staging could hold if the answer is something else."""
+        fr = self.framer
+        cmds = self._cmds
+        if len(cmds) != 1 or self.state is not _LIVE or fr.rd != fr.wr or not fr.at_header(0):
+            return None
+        for cmd in cmds.values():
+            read = cmd.read
+            if read is None or cmd.received or not read:
+                return None
+            room = len(fr.staging) - 24 - len(read)
+            if room < 24:
+                return None
+            fr.rd = fr.wr = 0
+            self._lone = cmd
+            view = fr.view
+            return [view[:24], read, view[24:24 + room]]
+        return None
+
+    def buffers_updated(self, nbytes: int) -> list | None:
+        """``nbytes`` (> 0) were received into ``receive_buffers()``'s buffers, filling them in
+        order. None: they were exactly the foreseen answer — a C2HData header the lane would
+        take for the lone read's whole payload, the payload, and either SUCCESS on that header
+        or a CapsuleResp for the same command with status 0 (DW0, DW1 0), nothing more — and
+        the read is complete, with status 0 and its data in place. No Completion is made for
+        it: the caller waits for that very command, and at QD1 building one was ~1 µs of the
+        round trip here.
+
+        Otherwise the events, as ``buffer_updated`` gives them: anything else (another PDU, a
+        header the checks refuse, an error status, an answer not yet whole or followed by
+        more) is first put back in staging in stream order, so that it is decided and reported
+        exactly as if it had been received there (tests/protocol/test_host_scatter.py compares
+        the two)."""
+        fr = self.framer
+        cmd = self._lone
+        self._lone = None
+        read = cmd.read
+        size = len(read)
+        staging = fr.staging
+        rest = nbytes - 24 - size
+        if rest == 0 or rest == 24:  # (a transport failure can only come later: no digests)
+            head, plen, cid, _, datao, datal = _unpack_c2h(staging, 0)
+            if cid == cmd.cid and datao == 0 and datal == size and plen == 24 + size:
+                if rest == 0 and head == _C2H_SUCCESS:
+                    del self._cmds[cid]
+                    fr.rd = fr.wr = 0
+                    if not self.sqflow_disabled:
+                        self.sqhd = (self.sqhd + 1) % self.queue_size
+                    return None
+                if rest == 24 and head in _PLAIN_C2H and head != _C2H_SUCCESS:
+                    head, dw0, dw1, sqhd, sqid, rcid, st = _unpack_resp(staging, 24)
+                    if (head == _RESP_HEAD and rcid == cid and not st & 0xFFFE and not dw0
+                            and not dw1 and sqid == self.qid):
+                        del self._cmds[cid]
+                        fr.rd = fr.wr = 0
+                        if not self.sqflow_disabled:
+                            self.sqhd = sqhd
+                        return None
+        if nbytes > 24:  # the bytes that went to the read buffer go back between the others
+            moved = min(nbytes - 24, size)
+            after = nbytes - 24 - moved
+            if after:
+                staging[24 + moved:24 + moved + after] = staging[24:24 + after]
+            staging[24:24 + moved] = read[:moved]
+        return self.buffer_updated(nbytes)
 
     def _handle(self, pdu):
         t = pdu.pdu_type

@@ -326,3 +326,27 @@ def test_read_into_lands_in_the_callers_buffer_and_reports_a_refusal_as_a_read(t
             check(ns, (first, second), err.value)
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("disable_sqflow", [False, True])
+def test_a_lone_blocking_read_lands_by_scatter_and_skips_the_usual_receive(target, monkeypatch,
+                                                                         disable_sqflow):
+    """Against the real target (C2HData then CapsuleResp, or C2HData with SUCCESS when SQ flow
+    control is off) a lone ``read_into`` is completed by the scatter receive: the usual
+    receive path is not entered, and the data is the data written."""
+    from pynvmetcp.protocol import HostQueue
+    from pynvmetcp.protocol.queue import _QueueEngine
+
+    data = os.urandom(3 * 4096)
+    with pynvmetcp.connect("127.0.0.1", target.port, NQN,
+                           disable_sqflow=disable_sqflow) as ctrl:
+        ns = ctrl.namespace(1)
+        ns.write(5000, data)
+        io, usual = ctrl.io[0].engine, []  # (the admin queue's keep-alives do not count)
+        for cls in (HostQueue, _QueueEngine):
+            monkeypatch.setattr(cls, "buffer_updated", lambda q, n, real=cls.buffer_updated: (
+                q is io and usual.append(n)) or real(q, n))
+        got = bytearray(len(data))
+        for i in range(3):
+            ns.read_into(5000 + i * 8, memoryview(got)[i * 4096:(i + 1) * 4096])
+        assert bytes(got) == data and usual == []

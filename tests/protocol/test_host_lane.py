@@ -54,10 +54,11 @@ def _submit(q: HostQueue, kinds: list[int]) -> list[tuple[int, bytearray | None]
 # One answer step: (what, command index, variant). Variants of a C2HData: 0 all of the data
 # at offset 0 with LAST; 1 with SUCCESS too; 2 in two PDUs; 3 wrong offset; 4 beyond the
 # buffer; 5 SUCCESS before the end; 6 DATAL ≠ PLEN − 24; 7 reserved flag bit; 8 PDO 28; 9 an
-# unknown CCCID. Of a CapsuleResp: 0 success; 1 an error status; 2 a nonzero flag; 3 PLEN 28;
-# 4 an unknown CID; 5 DW0/DW1/SQHD set.
+# unknown CCCID; 10 PLEN beyond DATAL (a CapsuleResp inside). Of a CapsuleResp: 0 success; 1 an error status; 2 a
+# nonzero flag; 3 PLEN 28; 4 an unknown CID; 5 DW0/DW1/SQHD set; 6 DW1 alone; 7 SQID 2.
+DATA_VARIANTS, RESP_VARIANTS = 11, 8
 STEPS = st.lists(st.tuples(st.sampled_from(("data", "resp")), st.integers(0, 5),
-                           st.integers(0, 9)), min_size=1, max_size=14)
+                           st.integers(0, DATA_VARIANTS - 1)), min_size=1, max_size=14)
 
 
 def _pattern(n: int, seed: int) -> bytes:
@@ -97,10 +98,13 @@ def _answer(steps, cmds) -> bytes:
                 out += _c2h(cid, 0, data, 0x44)
             elif variant == 8:
                 out += _c2h(cid, 0, data, pdo=28)
-            else:
+            elif variant == 9:
                 out += _c2h(0x7777, 0, data)
+            else:  # a successful CapsuleResp for it, inside the C2HData
+                tail = RESP.pack(5, 0, 24, 0, 24, 0, 0, 0, 1, cid, 0)
+                out += _c2h(cid, 0, data + tail, datal=size)
         else:
-            fields = dict(flags=0, plen=24, cid=cid, status=0, dw0=0, dw1=0, sqhd=0)
+            fields = dict(flags=0, plen=24, cid=cid, status=0, dw0=0, dw1=0, sqhd=0, sqid=1)
             if variant == 1:
                 fields["status"] = 0x0281 << 1 | 1
             elif variant == 2:
@@ -111,8 +115,13 @@ def _answer(steps, cmds) -> bytes:
                 fields["cid"] = 0x6666
             elif variant == 5:
                 fields.update(dw0=0xDEADBEEF, dw1=7, sqhd=3)
+            elif variant == 6:
+                fields.update(dw1=7)
+            elif variant == 7:
+                fields.update(sqid=2)
             out += RESP.pack(5, fields["flags"], 24, 0, fields["plen"], fields["dw0"],
-                             fields["dw1"], fields["sqhd"], 1, fields["cid"], fields["status"])
+                             fields["dw1"], fields["sqhd"], fields["sqid"], fields["cid"],
+                             fields["status"])
             if fields["plen"] == 28:
                 out += bytes(4)
     return bytes(out)
