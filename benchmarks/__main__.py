@@ -79,6 +79,8 @@ GOALS = [
      "128 KiB write at QD1 vs a raw round trip of 128 KiB"),
     ("qd1_latency_p50_vs_raw", ">=", 1 / 1.3, "QD1 4 KiB read latency ≤ 1.3× raw round trip "
                                               "(as a rate ratio: ≥ 0.77)"),
+    ("qd1_sqflow_disabled_vs_raw", "info", 0.0,
+     "the same QD1 read on a connection with SQ flow control disabled (one PDU per read)"),
     ("iops_qd32_per_core", ">=", 100.0, "4 KiB reads at QD32, thousands of IOPS per host core"),
     ("asyncio_vs_blocking_qd32", ">=", 0.9,
      "asyncio host (on uvloop, as installed) vs blocking host at QD32"),

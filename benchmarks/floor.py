@@ -32,7 +32,7 @@ from benchmarks._harness import Report, compare, parse_args  # noqa: E402
 from benchmarks._peers import (NQN, BareHost, RawClient, bare_target, fill_namespace,  # noqa: E402
                               keep_deep, pin_client, raw_server, target_process)
 from pynvmetcp.host import commands as C  # noqa: E402
-from pynvmetcp.host.procedures import Command  # noqa: E402
+from pynvmetcp.host.procedures import Command, read_into  # noqa: E402
 from pynvmetcp.host.sync import SyncQueue  # noqa: E402
 from pynvmetcp.protocol import HostQueue  # noqa: E402
 
@@ -55,7 +55,7 @@ class Queue:
         self.large = [memoryview(bytearray(LARGE)) for _ in range(DEPTH)]
 
     def read(self) -> None:
-        self.q.execute(Command(C.read(1, 0, SMALL // 512), read_into=self.small))
+        self.q.execute(read_into(1, 0, SMALL // 512, self.small))  # as ns.read_into does
 
     def reads(self, slbas: list[int]) -> None:
         keep_deep(self.q, lambda i: Command(C.read(1, slbas[i], LARGE // 512),

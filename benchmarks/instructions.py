@@ -63,7 +63,7 @@ import socket
 from benchmarks._peers import BareHost
 from benchmarks.codec import CH, HDR_CMD, RESP_PSH, XFER_PSH
 from pynvmetcp.host import commands as C
-from pynvmetcp.host.procedures import Command
+from pynvmetcp.host.procedures import read_into
 from pynvmetcp.host.sync import SyncQueue
 from pynvmetcp.protocol import ControllerQueue, HostQueue
 from pynvmetcp.wire import codec
@@ -135,9 +135,10 @@ def queue_qd1():
     sink = bytearray(1 << 16)
     if side == "queue":
         q = SyncQueue(near, host, 10.0)
+        view = memoryview(bufs[0])
         for r in range(rounds * D):
             far.send(answers[r])
-            q.execute(Command(sqes[0], read_into=bufs[0]))
+            q.execute(read_into(1, 0, 8, view))  # what ns.read_into hands the queue
             far.recv_into(sink)
     else:
         bare = BareHost(near)

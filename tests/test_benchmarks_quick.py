@@ -22,8 +22,8 @@ EXPECTED = {"codec": {"codec_decode_vs_struct", "codec_encode_vs_struct",
                              "instructions_qd1_host_k", "instructions_qd1_host_vs_bare",
                              "instructions_qd1_target_k", "instructions_qd1_target_vs_bare",
                              "instructions_qd1_target_std_k"},
-            "iops": {"qd1_latency_p50_vs_raw", "iops_qd32_per_core", "asyncio_vs_blocking_qd32",
-                     "asyncio_std_vs_blocking_qd32"},
+            "iops": {"qd1_latency_p50_vs_raw", "qd1_sqflow_disabled_vs_raw", "iops_qd32_per_core",
+                     "asyncio_vs_blocking_qd32", "asyncio_std_vs_blocking_qd32"},
             "floor": {"qd1_floor_vs_raw", "qd1_host_vs_floor", "qd1_target_vs_floor",
                       "read128_floor_vs_raw", "read128_host_vs_floor", "read128_target_vs_floor"}}
 
