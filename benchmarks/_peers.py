@@ -60,7 +60,7 @@ def serve(c):
     buf = bytearray(72 * 256); mv = memoryview(buf); have = 0
     while True:
         n = c.recv_into(mv[have:])
-        if not n: return
+        if not n: return True
         have += n; out = []; pos = 0
         while have - pos >= 72:
             cid = buf[pos + 10] | buf[pos + 11] << 8
@@ -71,6 +71,9 @@ def serve(c):
             pos += 72
         buf[:have - pos] = buf[pos:have]; have -= pos
         c.sendmsg(out)
+if sys.argv[3:] == ["once"]:  # one host (port probes pass), served in this thread, then exit
+    while not serve(srv.accept()[0]): pass
+    sys.exit()
 while True:
     c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
