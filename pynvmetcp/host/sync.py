@@ -86,7 +86,8 @@ class SyncQueue:
     def _read(self, cmd: P.ReadInto) -> None:
         """``execute`` for a read given by its values.
 
-        When the read is the only command outstanding, its answer is received the way the
+        The capsule goes to the socket as the engine packs it (``HostQueue.send_read``), so
+        the engine records the read while the controller is already at work. When the read is the only command outstanding, its answer is received the way the
         engine foresees it (``HostQueue.receive_buffers``): the payload straight into the
         caller's buffer and the headers around it checked by value, and the foreseen success
         returns from here with nothing else built. Anything else is filed and waited for as
@@ -95,10 +96,11 @@ class SyncQueue:
             if self.closed:
                 self._check_open()
             engine = self.engine
-            cid = engine.submit_read(P.READ, cmd.nsid, cmd.slba, cmd.nlb, cmd.read_into, cmd)
-            bufs = engine.data_due()
-            if bufs is not None:
-                self._send(bufs)
+            try:
+                cid = engine.send_read(P.READ, cmd.nsid, cmd.slba, cmd.nlb, cmd.read_into, cmd,
+                                       self.sock.sendall)
+            except OSError as exc:
+                self._lost(f"send failed: {exc}")
             deadline = time.monotonic() + self.timeout
             scatter = engine.receive_buffers()
             if scatter is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from typing import Callable
 
 from ..errors import ProtocolError
 from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_ICRESP,
@@ -182,7 +183,7 @@ class HostQueue(_QueueEngine):
             capsule = _pack_capsule(T_CAPSULE_CMD, 0, 72, 0, 72, sqe[0], sqe[1] | PSDT_SGL, cid,
                                     sqe[4:24], 0, length, _SGL_TRANSPORT, sqe[40:64])
             cmds[cid] = _new_command(cid, sqe[0], None, rmv, context)
-            self.outbox += _digested(capsule) if self.hdgst else (capsule,)
+            self.outbox.append(_digested(capsule) if self.hdgst else capsule)
             self.held += 1
             return cid
         sqe = bytearray(sqe)
@@ -210,14 +211,38 @@ class HostQueue(_QueueEngine):
         it apart here cost ~4k instructions of the host's ~58k per QD1 read. A memoryview
         given as ``into`` is kept as it is (``submit`` makes its own), so it must not be released
         before the command completes."""
+        return self._read(opcode, nsid, slba, nlb, into, context, self._hold)
+
+    def send_read(self, opcode: int, nsid: int, slba: int, nlb: int, into, context: object,
+                  send: Callable[[bytes], object]) -> int:
+        """``submit_read``, then what ``data_due()`` gives handed to ``send`` (the transport's,
+        given one buffer per call), as a caller that waits for this one read does. On a queue
+        with nothing outstanding, the capsule goes to ``send`` before the command is recorded,
+        so the bookkeeping runs while the controller works: at queue depth 1, work done before
+        the send costs about twice its time in latency and work after it next to nothing
+        (benchmarks/RESULTS.md). A ``send`` that raises leaves the command unrecorded."""
+        if self._cmds:  # (with none outstanding, a live queue has nothing waiting to go)
+            cid = self._read(opcode, nsid, slba, nlb, into, context, self._hold)
+            for buf in self.data_due() or ():
+                send(buf)
+            return cid
+        return self._read(opcode, nsid, slba, nlb, into, context, send)
+
+    def _read(self, opcode: int, nsid: int, slba: int, nlb: int, into, context: object,
+              send: Callable[[bytes], object]) -> int:
+        """A read's CapsuleCmd packed and given to ``send``, then the command recorded."""
         cid = self._take_cid()
         rmv = _writable_bytes(into if into.__class__ is memoryview else memoryview(into))
         capsule = _pack_read(_PLAIN_CAPSULE, opcode | PSDT_SGL << 8, cid, nsid, len(rmv),
                              _SGL_TRANSPORT, slba, nlb - 1)  # raises on values out of range
+        send(_digested(capsule) if self.hdgst else capsule)
         self._cmds[cid] = _new_command(cid, opcode, None, rmv, context)
-        self.outbox += _digested(capsule) if self.hdgst else (capsule,)
-        self.held += 1
         return cid
+
+    def _hold(self, capsule: bytes) -> None:
+        """The ``send`` of a command that waits in the outbox for ``data_to_send``."""
+        self.outbox.append(capsule)
+        self.held += 1
 
     def _take_cid(self) -> int:
         """A free CID for a new command, once the queue is known to take one."""
@@ -522,9 +547,9 @@ class HostQueue(_QueueEngine):
         cmd.sent = end
 
 
-def _digested(capsule: bytes) -> list:
+def _digested(capsule: bytes) -> bytes:
     """A packed CapsuleCmd without data, as sent on a link with header digests."""
-    return codec.capsule_cmd(capsule[8:], hdgst=True)
+    return b"".join(codec.capsule_cmd(capsule[8:], hdgst=True))
 
 
 def _writable_bytes(rmv: memoryview) -> memoryview:

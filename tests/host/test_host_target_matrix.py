@@ -350,3 +350,30 @@ def test_a_lone_blocking_read_lands_by_scatter_and_skips_the_usual_receive(targe
         for i in range(3):
             ns.read_into(5000 + i * 8, memoryview(got)[i * 4096:(i + 1) * 4096])
         assert bytes(got) == data and usual == []
+
+
+def test_a_lone_read_whose_send_fails_is_reported_or_requeued(target):
+    """A lone ``read_into`` hands its capsule to the socket before the engine records it: a
+    send that fails must still close the queue and report the lost connection (no reconnect
+    allowed), or, with reconnects allowed, requeue the read on the new association, where it
+    lands."""
+    import socket
+
+    from pynvmetcp.errors import ConnectionLost
+
+    data = os.urandom(4096)
+    with pynvmetcp.connect("127.0.0.1", target.port, NQN, ctrl_loss_tmo=0) as ctrl:
+        ns = ctrl.namespace(1)
+        ns.write(700, data)
+        q = ctrl.io[0]
+        q.sock.shutdown(socket.SHUT_WR)
+        with pytest.raises(ConnectionLost, match="send failed"):
+            ns.read_into(700, bytearray(4096))
+        assert q.closed and q.engine.outstanding == 0
+    with pynvmetcp.connect("127.0.0.1", target.port, NQN, reconnect_delay=0.05,
+                           ctrl_loss_tmo=10) as ctrl:
+        ns = ctrl.namespace(1)
+        ctrl.io[0].sock.shutdown(socket.SHUT_WR)
+        got = bytearray(4096)
+        ns.read_into(700, got)
+        assert bytes(got) == data and ctrl.io[0].engine.outstanding == 0
