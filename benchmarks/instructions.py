@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -220,15 +221,6 @@ def target_instructions(kind: str, reads: int) -> int:
                       err)
 
 
-def target_per_read(kind: str, reads: int) -> float:
-    return (target_instructions(kind, reads) - target_instructions(kind, 0)) / reads
-
-
-def per_read(program: Path, side: str, rounds: int, empty: int) -> float:
-    """Per read of ``side``, given the instructions of a run without rounds."""
-    return (instructions(program, side, rounds, rounds) - empty) / (rounds * DEPTH)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
     if shutil.which("valgrind") is None:
@@ -239,18 +231,25 @@ def main(argv: list[str] | None = None) -> int:
                     method="instructions counted by valgrind --tool=callgrind, a run with the "
                            "rounds minus one without")
     rounds = max(2, int((10 if args.quick else 200) * args.scale))
-    with tempfile.TemporaryDirectory() as tmp:
-        program = Path(tmp) / "program.py"
-        program.write_text(f"ROOT = {str(ROOT)!r}\nDEPTH = {DEPTH}\n" + PROGRAM)
-        empty = instructions(program, "engine", 0, rounds)
-        engine, bare, queue, queue_bare = (per_read(program, side, rounds, empty)
-                                           for side in ("engine", "bare", "queue", "queue-bare"))
     # Stopping a target costs a slightly different count each run (where the signal lands):
     # enough reads that this is noise per read even in a quick run.
     reads = max(rounds * DEPTH // 4, 1000)
-    target = target_per_read("target", reads)
-    target_std = target_per_read("target-std", reads)
-    target_bare = target_per_read("target-bare", reads)
+    # Counts do not depend on timing, so the eleven callgrind runs share the cores: most of each
+    # is the interpreter's start-up under valgrind, run after run.
+    with tempfile.TemporaryDirectory() as tmp, \
+            ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+        program = Path(tmp) / "program.py"
+        program.write_text(f"ROOT = {str(ROOT)!r}\nDEPTH = {DEPTH}\n" + PROGRAM)
+        empty = pool.submit(instructions, program, "engine", 0, rounds)
+        sides = [pool.submit(instructions, program, side, rounds, rounds)
+                 for side in ("engine", "bare", "queue", "queue-bare")]
+        targets = [(pool.submit(target_instructions, kind, reads),
+                    pool.submit(target_instructions, kind, 0))
+                   for kind in ("target", "target-std", "target-bare")]
+        engine, bare, queue, queue_bare = ((f.result() - empty.result()) / (rounds * DEPTH)
+                                           for f in sides)
+        target, target_std, target_bare = ((full.result() - idle.result()) / reads
+                                           for full, idle in targets)
     report.note(f"host engine: {engine / 1e3:.1f}k instructions per read; bare struct loop: "
                 f"{bare / 1e3:.1f}k ({rounds} rounds of {DEPTH})")
     report.note(f"QD1, host queue: {queue / 1e3:.1f}k per read, bare host {queue_bare / 1e3:.1f}k;"
