@@ -46,7 +46,7 @@ MIB = 1 << 20
 
 
 def emit(check: str, **fields) -> None:
-    print(json.dumps({"check": check, **fields}, default=str), flush=True)
+    print(json.dumps({"check": check, "mode": MODE, **fields}, default=str), flush=True)
 
 
 def step(fn):
