@@ -160,15 +160,16 @@ else:
 
 # A target under callgrind, read at QD1 by a BareHost from this process: the instructions of
 # ``reads`` reads minus those of a run without them, per read.
-# (command, environment): the target on the loop it picks (uvloop's), on the standard loop,
-# and the bare target.
-# The bare target serves its one connection and exits when the host closes it: stopped by SIGINT
-# instead, its main thread blocked in accept() was seen not to wake under valgrind at all.
+# (command, environment, how it is stopped once the host is done): the target on the loop it
+# picks (uvloop's), on the standard loop, and the bare target. The targets stop cleanly on
+# SIGINT; the bare target (None) serves its one connection and exits when the host closes it
+# (stopped by SIGINT, its main thread blocked in accept() was seen not to wake under valgrind).
 TARGETS = {
-    "target": (lambda port: target_command(port, "mem:16M"), {}),
-    "target-std": (lambda port: target_command(port, "mem:16M"), {"PYNVMETCP_LOOP": "asyncio"}),
+    "target": (lambda port: target_command(port, "mem:16M"), {}, signal.SIGINT),
+    "target-std": (lambda port: target_command(port, "mem:16M"), {"PYNVMETCP_LOOP": "asyncio"},
+                   signal.SIGINT),
     "target-bare": (lambda port: [sys.executable, "-c", BARE_TARGET, str(port), str(16 << 20),
-                                  "once"], {}),
+                                  "once"], {}, None),
 }
 
 
@@ -194,7 +195,7 @@ def target_instructions(kind: str, reads: int) -> int:
     """Instructions of one target process run serving ``reads`` QD1 4 KiB reads."""
     import pynvmetcp
 
-    command, env = TARGETS[kind]
+    command, env, stop = TARGETS[kind]
     port, proc = start_peer(lambda port: [*CALLGRIND, *command(port)], env={**ENV, **env},
                             timeout=120,  # start-up under callgrind takes seconds
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -210,8 +211,8 @@ def target_instructions(kind: str, reads: int) -> int:
                 host = BareHost(ctrl.io[0].sock)
             for _ in range(reads):
                 host.read(0, buf)
-        if kind != "target-bare":
-            proc.send_signal(signal.SIGINT)
+        if stop is not None:
+            proc.send_signal(stop)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:

@@ -87,10 +87,11 @@ class SyncQueue:
         """``execute`` for a read given by its values.
 
         The capsule goes to the socket as the engine packs it (``HostQueue.send_read``), so
-        the engine records the read while the controller is already at work. When the read is the only command outstanding, its answer is received the way the
-        engine foresees it (``HostQueue.receive_buffers``): the payload straight into the
-        caller's buffer and the headers around it checked by value, and the foreseen success
-        returns from here with nothing else built. Anything else is filed and waited for as
+        the engine records the read while the controller is already at work. When the read is
+        the only command outstanding, its answer is received the way the engine foresees it
+        (``HostQueue.receive_buffers``): the payload straight into the caller's buffer and the
+        headers around it checked by value, and the foreseen success returns from here with
+        nothing else built. Anything else is filed and waited for as
         any command is."""
         with self.lock:
             if self.closed:
