@@ -94,17 +94,27 @@ ls -l $OUT
 """
 
 
-def record(out: Path) -> dict[str, str]:
-    """Boot the VM once and write kernel-plain.pcap, kernel-digests.pcap, kernel-holdout.pcap
-    into ``out``; returns the kernel and nvme-cli versions."""
-    script = (GUEST.replace("__OUT__", str(out)).replace("__NQN2__", NQN2)
-              .replace("__NQN__", NQN).replace("__HOSTNQN__", HOSTNQN)
-              .replace("__HOSTID__", HOSTID))
-    proc = run_guest(script, rwdirs=[str(out)], timeout=900)
+def guest_script(out: Path) -> str:
+    """The guest's sh script writing kernel-plain.pcap, kernel-digests.pcap and
+    kernel-holdout.pcap into ``out`` (tests/vm/test_fresh_capture.py runs it in the test
+    session's shared boot)."""
+    return (GUEST.replace("__OUT__", str(out)).replace("__NQN2__", NQN2)
+            .replace("__NQN__", NQN).replace("__HOSTNQN__", HOSTNQN)
+            .replace("__HOSTID__", HOSTID))
+
+
+def recorded(out: Path, rc: int, output: str) -> dict[str, str]:
+    """The kernel and nvme-cli versions the guest script left in ``out``; a RuntimeError with
+    its output when it did not get that far."""
     if not (out / "kernel-version").exists():
-        raise RuntimeError(f"the capture guest failed (rc={proc.returncode}):\n"
-                           f"{proc.stdout[-3000:]}")
+        raise RuntimeError(f"the capture guest failed (rc={rc}):\n{output[-3000:]}")
     return {n: (out / n).read_text().strip() for n in ("kernel-version", "nvme-version")}
+
+
+def record(out: Path) -> dict[str, str]:
+    """Boot the VM once and record the three captures into ``out``; returns the versions."""
+    proc = run_guest(guest_script(out), rwdirs=[str(out)], timeout=900)
+    return recorded(out, proc.returncode, proc.stdout)
 
 
 def main() -> int:

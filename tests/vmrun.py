@@ -1,9 +1,12 @@
-"""Boot Debian's kernel under QEMU (virtme-ng, software emulation) and run a shell script in it.
+"""Boot Debian's kernel under QEMU (virtme-ng, software emulation) and run shell scripts in it.
 
 The guest sees this machine's root file system (read-only except ``rwdirs``), so the project's
-venv works inside as it is. A boot costs ~20-50 s under emulation: boot once per test module and
-run many checks per boot. The guest's exit code comes back through a file in the first rwdir,
-because vng's own exit status does not always carry it.
+venv works inside as it is. A boot costs ~30-50 s under emulation, so the test modules that need
+the kernel do not boot it each: each registers its guest script as a ``Part``, and one boot per
+test session runs every selected module's part in turn (``SharedBoot``), each in a fresh /tmp and
+its own cgroup, with the kernel's NVMe state (controllers, nvmet configuration, loop devices,
+mounts, the kernel log) reset between them. The guest's exit codes come back through files in the
+rwdir, because vng's own exit status does not always carry them.
 """
 from __future__ import annotations
 
@@ -13,11 +16,28 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The trees every guest Python process reads (this project, with its venv, and the Python
+# installation the venv points into) are exported again as their own 9p mounts and mounted with
+# the guest's page cache (cache=loose, read-only): on the root mount, uncached, each interpreter
+# start re-read every module over 9p, about half of the ~20 s that importing pynvmetcp takes
+# under emulation (the rest is the emulated CPU). Nothing writes to these trees while a guest runs.
+CACHED = tuple(dict.fromkeys(
+    str(d) for d in (ROOT, Path(sys.base_prefix)) if str(d) not in ("/", "/usr")))
+
 PRELUDE = """
+cd /
+for d in {cached}; do
+    tag=$(awk -v d="$d" '$2 == d && $1 ~ /^virtme[.]initmount/ {{print $1}}' /proc/mounts)
+    [ -n "$tag" ] && umount "$d" && mount -t 9p -o \\
+        trans=virtio,version=9p2000.L,cache=loose,msize=512000,ro "$tag" "$d"
+done
+cd {root}
 export PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 modprobe nvme-tcp 2>/dev/null; modprobe nvmet-tcp 2>/dev/null; modprobe loop 2>/dev/null
 modprobe null_blk nr_devices=0 2>/dev/null
@@ -68,13 +88,16 @@ def run_guest(script: str, *, rwdirs: list[str], timeout: float = 600, memory: s
     rc = work / "guest-rc"
     rc.unlink(missing_ok=True)
     exports = "".join(f"export {k}={v!r}\n" for k, v in (env or {}).items())
-    body.write_text("#!/bin/sh\n" + PRELUDE.format(venv_bin=Path(sys.executable).parent)
+    body.write_text("#!/bin/sh\n" + PRELUDE.format(venv_bin=Path(sys.executable).parent,
+                                                      cached=" ".join(CACHED), root=ROOT)
                     + exports + f"( {script}\n) > {out} 2>&1\necho $? > {rc}\n")
     body.chmod(0o755)
     cmd = [_vng(), "--run", find_kernel(), "--disable-kvm", "--memory", memory,
            "--cpus", str(cpus)]
     for d in rwdirs:
         cmd += ["--rwdir", d]
+    for d in CACHED:
+        cmd += ["--rodir", d]
     cmd += ["--exec", str(body)]
     path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     early_crashes = []
@@ -111,27 +134,164 @@ def _run_bounded(cmd: list[str], timeout: float,
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
         stderr += f"\n[the guest was killed after {timeout:g} s]"
+    except BaseException:  # interrupted (^C): no emulator is left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), timed_out
 
 
-def guest_checks(script: str, workdir: str, *, timeout: float = 900,
-                 extra: str = "") -> dict[str, list[dict]]:
-    """Run a guest script that prints one JSON object per check ({"check": NAME, ...}) and
-    ends with {"check": "done"}; returns NAME → records. Fails with the guest's output when the
-    script did not get to "done"; the VM must be available (a test needing it never skips)."""
+@dataclass(frozen=True)
+class Part:
+    """One test module's work in the shared boot: ``script(workdir)`` is sh run as root in the
+    guest with ``workdir`` (writable from both sides) as its own; ``timeout`` bounds it there."""
+
+    module: str
+    script: Callable[[Path], str]
+    timeout: float = 600
+
+    @property
+    def name(self) -> str:
+        return self.module.rsplit(".", 1)[-1]
+
+
+#: Every part registered by the test modules imported so far, by module name.
+PARTS: dict[str, Part] = {}
+
+
+def part(module: str, script: Callable[[Path], str], *, timeout: float = 600) -> None:
+    """Register a test module's guest script (call at import, with the module's ``__name__``)."""
+    PARTS[module] = Part(module, script, timeout)
+
+
+# Between parts: what a part leaves in the kernel goes, so that the next one starts as if the
+# guest had just booted. Every command tolerates there being nothing to remove; what is still
+# there afterwards is written to the part's reset.txt ("what: items" lines, empty when all went),
+# for the next part's failure report (tests/vm/test_shared_boot.py checks that it all goes).
+RESET = """
+cd /
+timeout 60 nvme disconnect-all >/dev/null 2>&1
+for c in /sys/class/nvme/nvme*; do
+    [ -e $c/delete_controller ] && echo 1 > $c/delete_controller
+done 2>/dev/null
+awk '{print $2}' /proc/mounts | grep '^/tmp/' | sort -r | while read -r m; do
+    [ "$m" = "$W" ] || umount -l "$m"
+done
+C=/sys/kernel/config/nvmet
+if [ -d $C ]; then
+    rm -f $C/ports/*/subsystems/* 2>/dev/null
+    for r in $C/ports/*/referrals/*; do echo 0 > $r/enable; rmdir $r; done 2>/dev/null
+    for g in $C/ports/*/ana_groups/*; do [ "${g##*/}" = 1 ] || rmdir $g; done 2>/dev/null
+    rmdir $C/ports/* 2>/dev/null
+    for n in $C/subsystems/*/namespaces/*; do echo 0 > $n/enable; rmdir $n; done 2>/dev/null
+    rm -f $C/subsystems/*/allowed_hosts/* 2>/dev/null
+    rmdir $C/subsystems/* $C/hosts/* 2>/dev/null
+fi
+losetup -D
+dmesg -C
+{
+    echo "controllers: $(ls /sys/class/nvme 2>/dev/null | xargs)"
+    echo "ports: $(ls $C/ports 2>/dev/null | xargs)"
+    echo "subsystems: $(ls $C/subsystems 2>/dev/null | xargs)"
+    echo "loops: $(losetup -a | xargs)"
+    echo "mounts: $(awk '{print $2}' /proc/mounts | grep '^/tmp/' | grep -vxF "$W" | xargs)"
+} > "$1/reset.txt" 2>&1
+"""
+
+# Runs each part: a tmpfs over /tmp (the part's directory bound back into it from /run), a
+# cgroup whose every process is killed when the part ends, the part's own time limit.
+RUNNER = """
+W={workdir}
+mkdir -p /run/vmparts && mount --bind "$W" /run/vmparts
+reset_guest() {{
+{reset}
+}}
+run_part() {{
+    d=/run/vmparts/$1 cg=/sys/fs/cgroup/vmpart-$1  # (names reset_guest does not use)
+    mount -t tmpfs tmpfs /tmp && mkdir -p "$W" && mount --bind /run/vmparts "$W"
+    mkdir $cg
+    sh -c "echo \\$\\$ > $cg/cgroup.procs; cd {root}; \\
+           exec timeout -k 10 $2 sh $d/script.sh" > $d/output.txt 2>&1 < /dev/null
+    echo $? > $d/rc
+    echo 1 > $cg/cgroup.kill
+    for i in $(seq 300); do [ -n "$(cat $cg/cgroup.procs)" ] || break; sleep 0.1; done
+    rmdir $cg
+    reset_guest $d
+    echo "processes: $(cat $cg/cgroup.procs 2>/dev/null | xargs)" >> $d/reset.txt
+    umount -l "$W"; umount -l /tmp
+}}
+"""
+
+
+@dataclass
+class PartResult:
+    rc: int
+    output: str
+    workdir: Path
+    previous_leftovers: str  # what the reset before this part could not remove
+
+    def leftovers(self) -> dict[str, str]:
+        """What the reset after this part could not remove, by kind ('' where nothing)."""
+        path = self.workdir / "reset.txt"
+        lines = path.read_text().splitlines() if path.exists() else ["reset: did not run"]
+        return dict((line.partition(":")[0], line.partition(":")[2].strip()) for line in lines)
+
+
+class SharedBoot:
+    """One boot running ``parts`` in order, booted when the first result is asked for."""
+
+    def __init__(self, parts: list[Part], workdir: Path) -> None:
+        self.parts = parts
+        self.workdir = workdir
+        self._boot: subprocess.CompletedProcess | None = None
+
+    def _run(self) -> subprocess.CompletedProcess:
+        lines = [RUNNER.format(workdir=self.workdir, reset=RESET, root=ROOT)]
+        for p in self.parts:
+            d = self.workdir / p.name
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "script.sh").write_text(p.script(d) + "\n")
+            lines.append(f"run_part {p.name} {p.timeout:g}")
+        total = sum(p.timeout + 60 for p in self.parts) + 300
+        return run_guest("\n".join(lines), rwdirs=[str(self.workdir)], timeout=total)
+
+    def result(self, module: str) -> PartResult:
+        """``module``'s part as it ended (booting first if no part has run yet); the VM must
+        be available (a test needing it never skips)."""
+        ok, why = vm_available()
+        assert ok, f"the kernel VM is needed here and is not available: {why}"
+        if self._boot is None:
+            self._boot = self._run()
+        names = [p.name for p in self.parts]
+        name = PARTS[module].name
+        d = self.workdir / name
+        rc_file, out_file = d / "rc", d / "output.txt"
+        output = out_file.read_text(errors="replace") if out_file.exists() else ""
+        if not rc_file.exists():
+            output += f"\n[the part did not finish; the boot said:]\n{self._boot.stdout[-3000:]}"
+        i = names.index(name)
+        before = self.workdir / names[i - 1] / "reset.txt" if i else None
+        leftovers = before.read_text() if before and before.exists() else ""
+        return PartResult(int(rc_file.read_text()) if rc_file.exists() else 255, output, d,
+                          leftovers)
+
+
+def part_checks(boot: SharedBoot, module: str, *, extra: str = "") -> dict[str, list[dict]]:
+    """The JSON lines ({"check": NAME, ...}, ending with {"check": "done"}) that ``module``'s
+    part printed, as NAME → records. Fails with the part's output when it did not get to
+    "done"; the VM must be available (a test needing it never skips)."""
     import json
 
-    ok, why = vm_available()
-    assert ok, f"the kernel VM is needed here and is not available: {why}"
-    proc = run_guest(script, rwdirs=[workdir], timeout=timeout)
+    res = boot.result(module)
     found: dict[str, list[dict]] = {}
-    for line in proc.stdout.splitlines():
+    for line in res.output.splitlines():
         if line.startswith("{"):
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
             found.setdefault(rec.get("check", "?"), []).append(rec)
-    assert "done" in found, (f"guest did not finish (rc={proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{extra}")
+    assert "done" in found, (f"guest part {module} did not finish (rc={res.rc}, files in "
+                             f"{res.workdir}):\n"
+                             f"{res.output[-4000:]}\n{extra}\n"
+                             f"[left by the part before it: {res.previous_leftovers or 'nothing'}]")
     return found

@@ -25,14 +25,16 @@ HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4909-8807-060504030201"
 MODES = ("fake", "nvmet")
 
 
+# Both cluster kinds in one part, one after the other: each run tags its records with its mode,
+# and the second starts with no controller left.
+vmrun.part(__name__, lambda work: f"cd {ROOT}\n" + "nvme disconnect-all >/dev/null 2>&1\n".join(
+    f"PYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} tests/driver/vm_guest_lightos.py "
+    f"/tmp/lightos-e2e-{mode} {mode}\n" for mode in MODES), timeout=900)
+
+
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory) -> dict[str, list[dict]]:
-    """One boot for both cluster kinds, one after the other (a boot is ~45 s of emulation):
-    each run tags its records with its mode, and the second starts with no controller left."""
-    runs = "nvme disconnect-all >/dev/null 2>&1\n".join(
-        f"PYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} tests/driver/vm_guest_lightos.py "
-        f"/tmp/lightos-e2e-{mode} {mode}\n" for mode in MODES)
-    return vmrun.guest_checks(f"cd {ROOT}\n{runs}", str(tmp_path_factory.mktemp("vm")))
+def guest(vm_boot) -> dict[str, list[dict]]:
+    return vmrun.part_checks(vm_boot, __name__)
 
 
 @pytest.fixture(scope="module", params=MODES)

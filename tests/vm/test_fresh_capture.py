@@ -9,25 +9,30 @@ from pathlib import Path
 import pytest
 
 from pynvmetcp.capture import decode
+from tests import vmrun
 from tests.capture.test_kernel_captures import tshark_pdus
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _record(out: Path):
+def _make_captures():
     spec = importlib.util.spec_from_file_location("make_captures",
                                                   ROOT / "scripts" / "make_captures.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.record(out)
+    return module
+
+
+MAKE_CAPTURES = _make_captures()
+vmrun.part(__name__, MAKE_CAPTURES.guest_script)
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fresh-capture")
-    _record(out)
-    return out
+def fresh(vm_boot):
+    res = vm_boot.result(__name__)
+    MAKE_CAPTURES.recorded(res.workdir, res.rc, res.output)
+    return res.workdir
 
 
 @pytest.mark.parametrize("name", ["kernel-plain.pcap", "kernel-digests.pcap",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vmrun import guest_checks
+from tests import vmrun
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,10 +37,12 @@ PYTHONPATH={ROOT} {ROOT}/.venv/bin/python tests/vm/guest_host_vs_kernel.py {NQN}
 """
 
 
+vmrun.part(__name__, lambda work: GUEST)
+
+
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory):
-    found = guest_checks(GUEST, str(tmp_path_factory.mktemp("vm")))
-    return found
+def checks(vm_boot):
+    return vmrun.part_checks(vm_boot, __name__)
 
 
 def test_discovery_lists_the_subsystem(checks):

@@ -364,12 +364,13 @@ PYTHONPATH={ROOT} {ROOT}/.venv/bin/python /tmp/guest.py {ROOT} {NQN} {HOSTNQN} {
 """
 
 
+vmrun.part(__name__, lambda work: GUEST_SH.replace('OUT="$1"', f'OUT="{work}"'))
+
+
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory):
-    rw = tmp_path_factory.mktemp("vm-target")
-    script = GUEST_SH.replace('OUT="$1"', f'OUT="{rw}"')
-    log = rw / "target.log"
-    found = vmrun.guest_checks(script, str(rw), extra=f"(target log in {log})")
+def checks(vm_boot):
+    log = vm_boot.result(__name__).workdir / "target.log"
+    found = vmrun.part_checks(vm_boot, __name__, extra=f"(target log in {log})")
     found = {name: recs[-1] for name, recs in found.items()}
     errors = {k: v["error"] for k, v in found.items() if "error" in v}
     tail = log.read_text()[-3000:] if log.exists() else "(no target log)"

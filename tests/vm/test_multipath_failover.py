@@ -17,9 +17,12 @@ PYTHONPATH={ROOT} {ROOT}/.venv/bin/python tests/vm/multipath_guest.py {ROOT}
 """
 
 
+vmrun.part(__name__, lambda work: GUEST)
+
+
 @pytest.fixture(scope="module")
-def checks(tmp_path_factory):
-    found = vmrun.guest_checks(GUEST, str(tmp_path_factory.mktemp("vm-mp")))
+def checks(vm_boot):
+    found = vmrun.part_checks(vm_boot, __name__)
     return {name: recs[-1] for name, recs in found.items()}
 
 
