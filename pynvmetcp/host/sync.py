@@ -171,19 +171,16 @@ class SyncQueue:
         self._send(self.engine.data_to_send())
 
     def _send(self, bufs: list) -> None:
-        if len(bufs) == 1:  # a lone command: sendall loops in C over partial sends
-            try:
+        try:
+            if len(bufs) == 1:  # a lone command: sendall loops in C over partial sends
                 return self.sock.sendall(bufs[0])
-            except OSError as exc:
-                self._lost(f"send failed: {exc}")
-        while bufs:
-            try:
+            while bufs:
                 sent = self.sock.sendmsg(bufs)
-            except OSError as exc:
-                self._lost(f"send failed: {exc}")
-            if sent == sum(map(len, bufs)):  # the usual case (the engine's buffers are bytes)
-                return
-            bufs = advance(bufs, sent)
+                if sent == sum(map(len, bufs)):  # the usual case (the engine's buffers are bytes)
+                    return
+                bufs = advance(bufs, sent)
+        except OSError as exc:
+            self._lost(f"send failed: {exc}")
 
     def _pump(self, deadline: float | None) -> None:
         """Receive once, blocking (deadline given) or only what is ready (None), and file what

@@ -26,6 +26,7 @@ from ..spec.sqe import PSDT_SGL
 from ..spec.status import SC_DATA_XFER_ERROR
 from ..spec.cqe import make_status
 from ..wire import codec
+from ..wire.crc import crc32c
 from .events import Completion, IcComplete
 from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueState,
                     _QueueEngine)
@@ -547,9 +548,14 @@ class HostQueue(_QueueEngine):
         cmd.sent = end
 
 
+_DIGESTED_HEAD = codec.CH.pack(T_CAPSULE_CMD, PduFlags.HDGSTF, 72, 0, 76)
+
+
 def _digested(capsule: bytes) -> bytes:
-    """A packed CapsuleCmd without data, as sent on a link with header digests."""
-    return b"".join(codec.capsule_cmd(capsule[8:], hdgst=True))
+    """A packed CapsuleCmd without data (flags 0, PLEN 72), as sent on a link with header
+    digests: HDGSTF and PLEN 76 in its common header, the digest of the header after it."""
+    header = _DIGESTED_HEAD + capsule[8:]
+    return header + crc32c(header).to_bytes(4, "little")
 
 
 def _writable_bytes(rmv: memoryview) -> memoryview:
