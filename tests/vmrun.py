@@ -174,7 +174,7 @@ for c in /sys/class/nvme/nvme*; do
     [ -e $c/delete_controller ] && echo 1 > $c/delete_controller
 done 2>/dev/null
 awk '{print $2}' /proc/mounts | grep '^/tmp/' | sort -r | while read -r m; do
-    [ "$m" = "$W" ] || umount -l "$m"
+    case " $KEEP " in *" $m "*) ;; *) umount -l "$m" ;; esac
 done
 C=/sys/kernel/config/nvmet
 if [ -d $C ]; then
@@ -193,21 +193,28 @@ dmesg -C
     echo "ports: $(ls $C/ports 2>/dev/null | xargs)"
     echo "subsystems: $(ls $C/subsystems 2>/dev/null | xargs)"
     echo "loops: $(losetup -a | xargs)"
-    echo "mounts: $(awk '{print $2}' /proc/mounts | grep '^/tmp/' | grep -vxF "$W" | xargs)"
+    echo "mounts: $(awk '{print $2}' /proc/mounts | grep '^/tmp/' \\
+        | grep -vxF $(for k in $KEEP; do printf -- '-e %s ' "$k"; done) | xargs)"
 } > "$1/reset.txt" 2>&1
 """
 
-# Runs each part: a tmpfs over /tmp (the part's directory bound back into it from /run), a
-# cgroup whose every process is killed when the part ends, the part's own time limit.
+# Runs each part: a tmpfs over /tmp, with what must stay visible under /tmp bound back into it
+# from /run (the parts' directory, and the project and its Python when they live under /tmp, as
+# a clone made there for CI does); a cgroup whose every process is killed when the part ends;
+# the part's own time limit.
 RUNNER = """
 W={workdir}
-mkdir -p /run/vmparts && mount --bind "$W" /run/vmparts
+KEEP="{keep}"
+i=0
+for k in $KEEP; do i=$((i + 1)); mkdir -p /run/vmkeep/$i && mount --bind "$k" /run/vmkeep/$i; done
 reset_guest() {{
 {reset}
 }}
 run_part() {{
-    d=/run/vmparts/$1 cg=/sys/fs/cgroup/vmpart-$1  # (names reset_guest does not use)
-    mount -t tmpfs tmpfs /tmp && mkdir -p "$W" && mount --bind /run/vmparts "$W"
+    d=/run/vmkeep/1/$1 cg=/sys/fs/cgroup/vmpart-$1  # (names reset_guest does not use)
+    mount -t tmpfs tmpfs /tmp
+    i=0
+    for k in $KEEP; do i=$((i + 1)); mkdir -p "$k" && mount --bind /run/vmkeep/$i "$k"; done
     mkdir $cg
     sh -c "echo \\$\\$ > $cg/cgroup.procs; cd {root}; \\
            exec timeout -k 10 $2 sh $d/script.sh" > $d/output.txt 2>&1 < /dev/null
@@ -217,7 +224,8 @@ run_part() {{
     rmdir $cg
     reset_guest $d
     echo "processes: $(cat $cg/cgroup.procs 2>/dev/null | xargs)" >> $d/reset.txt
-    umount -l "$W"; umount -l /tmp
+    for k in $KEEP; do umount -l "$k"; done
+    umount -l /tmp
 }}
 """
 
@@ -245,7 +253,9 @@ class SharedBoot:
         self._boot: subprocess.CompletedProcess | None = None
 
     def _run(self) -> subprocess.CompletedProcess:
-        lines = [RUNNER.format(workdir=self.workdir, reset=RESET, root=ROOT)]
+        keep = [str(self.workdir)] + [d for d in CACHED if d.startswith("/tmp/")]
+        lines = [RUNNER.format(workdir=self.workdir, keep=" ".join(keep), reset=RESET,
+                               root=ROOT)]
         for p in self.parts:
             d = self.workdir / p.name
             d.mkdir(parents=True, exist_ok=True)
