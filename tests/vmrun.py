@@ -160,7 +160,10 @@ PARTS: dict[str, Part] = {}
 
 def part(module: str, script: Callable[[Path], str], *, timeout: float = 600) -> None:
     """Register a test module's guest script (call at import, with the module's ``__name__``)."""
-    PARTS[module] = Part(module, script, timeout)
+    new = Part(module, script, timeout)
+    clash = [p.module for p in PARTS.values() if p.name == new.name and p.module != module]
+    assert not clash, f"{module} and {clash[0]} would share the part directory {new.name}"
+    PARTS[module] = new
 
 
 # Between parts: what a part leaves in the kernel goes, so that the next one starts as if the
@@ -169,7 +172,7 @@ def part(module: str, script: Callable[[Path], str], *, timeout: float = 600) ->
 # for the next part's failure report (tests/vm/test_shared_boot.py checks that it all goes).
 RESET = """
 cd /
-timeout 60 nvme disconnect-all >/dev/null 2>&1
+timeout -k 10 60 nvme disconnect-all >/dev/null 2>&1
 for c in /sys/class/nvme/nvme*; do
     [ -e $c/delete_controller ] && echo 1 > $c/delete_controller
 done 2>/dev/null
@@ -261,7 +264,8 @@ class SharedBoot:
             d.mkdir(parents=True, exist_ok=True)
             (d / "script.sh").write_text(p.script(d) + "\n")
             lines.append(f"run_part {p.name} {p.timeout:g}")
-        total = sum(p.timeout + 60 for p in self.parts) + 300
+        # beyond each part's own limit: the kill, the wait for its cgroup, the reset
+        total = sum(p.timeout + 180 for p in self.parts) + 300
         return run_guest("\n".join(lines), rwdirs=[str(self.workdir)], timeout=total)
 
     def result(self, module: str) -> PartResult:
@@ -279,10 +283,12 @@ class SharedBoot:
         if not rc_file.exists():
             output += f"\n[the part did not finish; the boot said:]\n{self._boot.stdout[-3000:]}"
         i = names.index(name)
-        before = self.workdir / names[i - 1] / "reset.txt" if i else None
-        leftovers = before.read_text() if before and before.exists() else ""
+        left = {}
+        if i:
+            previous = PartResult(0, "", self.workdir / names[i - 1], "").leftovers()
+            left = {kind: what for kind, what in previous.items() if what}
         return PartResult(int(rc_file.read_text()) if rc_file.exists() else 255, output, d,
-                          leftovers)
+                          "; ".join(f"{kind}: {what}" for kind, what in left.items()))
 
 
 def part_checks(boot: SharedBoot, module: str, *, extra: str = "") -> dict[str, list[dict]]:
