@@ -11,6 +11,7 @@ rwdir, because vng's own exit status does not always carry them.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -242,9 +243,13 @@ class PartResult:
 
     def leftovers(self) -> dict[str, str]:
         """What the reset after this part could not remove, by kind ('' where nothing)."""
-        path = self.workdir / "reset.txt"
-        lines = path.read_text().splitlines() if path.exists() else ["reset: did not run"]
-        return dict((line.partition(":")[0], line.partition(":")[2].strip()) for line in lines)
+        return _leftovers(self.workdir)
+
+
+def _leftovers(workdir: Path) -> dict[str, str]:
+    path = workdir / "reset.txt"
+    lines = path.read_text().splitlines() if path.exists() else ["reset: did not run"]
+    return dict((line.partition(":")[0], line.partition(":")[2].strip()) for line in lines)
 
 
 class SharedBoot:
@@ -283,20 +288,15 @@ class SharedBoot:
         if not rc_file.exists():
             output += f"\n[the part did not finish; the boot said:]\n{self._boot.stdout[-3000:]}"
         i = names.index(name)
-        left = {}
-        if i:
-            previous = PartResult(0, "", self.workdir / names[i - 1], "").leftovers()
-            left = {kind: what for kind, what in previous.items() if what}
+        left = _leftovers(self.workdir / names[i - 1]) if i else {}
         return PartResult(int(rc_file.read_text()) if rc_file.exists() else 255, output, d,
-                          "; ".join(f"{kind}: {what}" for kind, what in left.items()))
+                          "; ".join(f"{kind}: {what}" for kind, what in left.items() if what))
 
 
 def part_checks(boot: SharedBoot, module: str, *, extra: str = "") -> dict[str, list[dict]]:
     """The JSON lines ({"check": NAME, ...}, ending with {"check": "done"}) that ``module``'s
     part printed, as NAME → records. Fails with the part's output when it did not get to
     "done"; the VM must be available (a test needing it never skips)."""
-    import json
-
     res = boot.result(module)
     found: dict[str, list[dict]] = {}
     for line in res.output.splitlines():
