@@ -11,6 +11,7 @@ line per check; the tests assert on those lines, and on the guest's dmesg stayin
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,15 @@ CONN = ["-t", "tcp", "-a", "127.0.0.1", "-s", "4420", "-n", NQN, "-q", HOSTNQN, 
 
 def emit(check, **kw):
     print(json.dumps({"check": check, **kw}), flush=True)
+
+
+def kmsg(text):
+    """Writes a marker into the kernel log, so the test can tell which kernel messages fell
+    inside a step; returns the marker as dmesg shows it."""
+    line = f"pynvmetcp-test: {text}"
+    with open("/dev/kmsg", "w") as f:
+        f.write(line + "\n")
+    return line
 
 
 def sh(cmd, check=True):
@@ -303,12 +313,14 @@ def _():
                        for p in glob.glob(f"/sys/class/nvme/{c}/nvme*c*n1"))
         io_ok = [dd_ok(dev)]
         ana_seen = [ana_of(c1), ana_of(c2)]
+        window = [kmsg("path 1 ANA inaccessible from here")]
         ask(op="ana", port=1, state="inaccessible")  # path 1 down: I/O goes through path 2
         wait_for(lambda: ana_of(c1) == "inaccessible")
         ana_seen += [ana_of(c1), ana_of(c2)]
         io_ok.append(dd_ok(dev))
         ask(op="ana", port=1, state="optimized")
         wait_for(lambda: ana_of(c1) == "optimized")
+        window.append(kmsg("path 1 ANA optimized again"))
         ana_seen += [ana_of(c1), ana_of(c2)]
         size0 = int(sh(["blockdev", "--getsize64", dev]).stdout)
         ask(op="resize", size=64 << 20)
@@ -321,7 +333,8 @@ def _():
             return disc if disc and disc[0]["events_sent"] >= 1 and disc[0]["aers"] >= 1 else None
         disc = wait_for(rearmed, 20)
         emit("live_changes", ctrls=ask(op="status"), armed=bool(armed), heads=heads, paths=paths,
-             ana=ana_seen, io_ok=io_ok, size0=size0, size1=size1, disc_event=bool(disc))
+             ana=ana_seen, ana_window=window, io_ok=io_ok, size0=size0, size1=size1,
+             disc_event=bool(disc))
     finally:
         sh(["nvme", "disconnect", "-n", nqn2], check=False)
         sh(["nvme", "disconnect", "-n", "nqn.2014-08.org.nvmexpress.discovery"], check=False)
@@ -464,9 +477,57 @@ def _after_removal(lines: list[str]) -> set[str]:
             and any(0 <= _stamp(line) - t < 0.5 for t in removed)}
 
 
+REQ_RAHEAD = 1 << 19  # Linux 6.1 (the guest's Debian kernel): enum req_flag_bits, __REQ_RAHEAD
+_PATH_ANA_ERROR = re.compile(r"(nvme\d+c\d+n\d+): I/O Cmd\(0x2\) @ LBA (\d+), \d+ blocks, "
+                             r"I/O Error \(sct 0x3 / sc 0x[23]\)")
+_BLOCK_READ_ERROR = re.compile(r"I/O error, dev (nvme\d+c\d+n\d+), sector (\d+) "
+                               r"op 0x0:\(READ\) flags (0x[0-9a-f]+)")
+
+
+def _readahead_on_inaccessible_path(lines: list[str], window: list[str]) -> set[str]:
+    """Readahead is optional I/O, so the kernel fails it fast instead of failing it over to the
+    other path: a readahead sent down path 1 between the target's ANA change and the host's
+    reading of the ANA log returns SCT 3h / SC 2h (inaccessible) or 3h (transition) and is
+    logged as an I/O error. A buffered reader such as udev's probe after each dd (udev watches
+    block devices closed after a write) reads through the page cache and can land there. Only
+    such reads between the step's two kernel-log markers are the kernel's design rather than a
+    fault; any other read error, or one outside the window, stays in the log the test checks."""
+    inside, driver, block = False, {}, {}
+    for line in lines:
+        if window[0] in line:
+            inside = True
+        elif window[1] in line:
+            inside = False
+        elif inside and (m := _PATH_ANA_ERROR.search(line)):
+            driver[m[1], m[2]] = line
+        elif inside and (m := _BLOCK_READ_ERROR.search(line)) and int(m[3], 16) & REQ_RAHEAD:
+            block[m[1], m[2]] = line  # 512-byte LBAs here: the driver's LBA is the sector
+    return {line for read in driver.keys() & block.keys() for line in (driver[read], block[read])}
+
+
+def test_readahead_filter_keeps_every_other_error():
+    """The filter above on the lines one CI run printed, and on variants it must not excuse."""
+    window = ["pynvmetcp-test: path 1 ANA inaccessible from here",
+              "pynvmetcp-test: path 1 ANA optimized again"]
+    nvme = ("[  468.069850] nvme0c0n1: I/O Cmd(0x2) @ LBA 65472, 8 blocks, "
+            "I/O Error (sct 0x3 / sc 0x2) ")
+    block = ("[  468.070354] I/O error, dev nvme0c0n1, sector 65472 op 0x0:(READ) "
+             "flags 0x4080700 phys_seg 1 prio class 2")
+    opened, closed = f"[  467.9] {window[0]}", f"[  469.0] {window[1]}"
+    assert _readahead_on_inaccessible_path([opened, nvme, block, closed], window) == {nvme, block}
+    assert not _readahead_on_inaccessible_path([opened, closed, nvme, block], window)  # after it
+    plain = block.replace("0x4080700", "0x4000000")  # no readahead: failover should have run
+    assert not _readahead_on_inaccessible_path([opened, nvme, plain, closed], window)
+    media = nvme.replace("sct 0x3 / sc 0x2", "sct 0x2 / sc 0x81")  # a media error, not a path
+    assert not _readahead_on_inaccessible_path([opened, media, block, closed], window)
+
+
 def test_kernel_log_is_clean(checks):
     lines = checks["dmesg"]["lines"]
-    lines = [line for line in lines if line not in _after_removal(lines)]
+    window = checks["live_changes"]["ana_window"]
+    assert all(any(marker in line for line in lines) for marker in window)
+    excused = _after_removal(lines) | _readahead_on_inaccessible_path(lines, window)
+    lines = [line for line in lines if line not in excused]
     # the refused stranger is the one expected complaint: SCT 1 / SC 84h with DNR = 0x4184
     refusal = [line for line in lines if "is not allowed" in line and STRANGER in line]
     assert refusal and any("failed to connect queue: 0 ret=16772" in line for line in lines)
