@@ -6,7 +6,15 @@
 """
 from .errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
                      ProtocolError, TermReqReceived)
-from .host import AsyncController, Controller, aconnect, adiscover, connect, discover
+from .host import Controller, connect, discover
 
 __all__ = ["connect", "discover", "Controller", "aconnect", "adiscover", "AsyncController", "NvmeTcpError", "NvmeStatusError",
            "ProtocolError", "TermReqReceived", "ConnectionLost", "CommandTimeout"]
+
+
+def __getattr__(name: str):
+    """The asyncio host's names, loaded when first used (see ``pynvmetcp.host``)."""
+    if name in ("AsyncController", "aconnect", "adiscover"):
+        from . import host
+        return getattr(host, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

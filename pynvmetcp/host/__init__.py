@@ -1,5 +1,17 @@
-"""Floor 4: the NVMe/TCP initiator (blocking in ``sync``, asyncio in ``aio``)."""
-from .aio import AsyncController, aconnect, adiscover
+"""Floor 4: the NVMe/TCP initiator (blocking in ``sync``, asyncio in ``aio``).
+
+The asyncio names load ``aio`` on first use (PEP 562): importing asyncio (and the ssl module it
+brings) was a quarter of the package's import time, paid by every blocking host, CLI command
+and driver process that never runs an event loop.
+"""
 from .sync import Controller, connect, discover
 
 __all__ = ["Controller", "connect", "discover", "AsyncController", "aconnect", "adiscover"]
+_ASYNC = frozenset(("AsyncController", "aconnect", "adiscover"))
+
+
+def __getattr__(name: str):
+    if name in _ASYNC:
+        from . import aio
+        return getattr(aio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

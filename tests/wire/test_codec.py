@@ -2,6 +2,9 @@
 framer decodes the same fields Pdu.parse reads; known-answer digest vectors from the reference."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -259,3 +262,19 @@ def test_plain_layouts_are_the_codecs_headers(cid, nsid, slba, nlb, length, sqhd
     assert (codec.PLAIN_C2H.pack(head, 24 + length, cid, length)
             == codec.encode(codec.c2h_data(cid, 0, bytes(length), last=True,
                                            success=success))[:24])
+
+
+def test_blocking_users_import_neither_asyncio_nor_package_metadata():
+    """What a blocking host, the CLI and the driver's processes import: the digest function
+    comes from the crc32c extension itself (the package's ``__init__`` reads its version through
+    importlib.metadata), and the asyncio host loads on first use. Each of those was 40–100 ms of
+    a process start here and ~100× that in the test VM's guest."""
+    probe = ("import sys, pynvmetcp, pynvmetcp.host.sync, pynvmetcp.cli._host\n"
+             "from pynvmetcp.wire.crc import crc32c\n"
+             "print(sorted(m for m in ('asyncio', 'importlib.metadata', 'crc32c') "
+             "if m in sys.modules), crc32c(b'123456789') == 0xE3069283)\n"
+             "pynvmetcp.aconnect\n"
+             "print('asyncio' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[:2] == ["[] True", "True"]
