@@ -30,7 +30,8 @@ from .pdus import (PDU_CLASSES, C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, H2CDa
                    R2TPdu)
 
 _HEADER, _DATA, _DDGST = range(3)
-_DIRECT_MIN = 8192  # payload remainders at least this big are received in place
+#: Payload remainders at least this big are received in place; smaller ones are staged.
+DIRECT_MIN = 8192
 _MIN_STAGING = 4096  # holds any PDU header up to its PDO (≤ 255 bytes) with room to receive
 _AFTER_LARGE = 4096  # receive window for headers while payloads come in place (docstring)
 _FEI_TYPE, _FEI_FLAGS, _FEI_HLEN, _FEI_PDO, _FEI_PLEN, _FEI_DATAL = 0, 1, 2, 3, 4, 16
@@ -108,7 +109,7 @@ class Framer:
             raise ProtocolError(*self._failed)
         if self._state == _DATA and self.rd == self.wr:
             remaining = len(self._data) - self._filled
-            if remaining >= _DIRECT_MIN:
+            if remaining >= DIRECT_MIN:
                 self._direct = self._in_place = True
                 return self._data[self._filled:]
         self._direct = False

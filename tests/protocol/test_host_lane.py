@@ -177,15 +177,46 @@ def test_the_lane_and_the_full_path_agree(kinds, steps, cuts, sqflow_disabled):
     assert seen or lane.state.value != "terminated"  # a failure is always reported
 
 
-def test_the_lane_completes_a_plain_read_without_the_full_path(monkeypatch):
-    """The common answer really takes the lane (else the comparison above proves nothing)."""
+@pytest.mark.parametrize("cut", [None, 24, 25, 2000, 4119, 4120])
+def test_the_lane_completes_a_plain_read_without_the_full_path(monkeypatch, cut):
+    """The common answer really takes the lane (else the comparison above proves nothing),
+    also when a receive ends inside its C2HData: a small one waits in staging for the rest.
+    (A receive ending inside a header goes to the framer, which judges its first fields at
+    once, so that a peer that stops there is still answered.)"""
     q = _live(HostQueue, False)
     (cid, buf), = _submit(q, [1])
     monkeypatch.setattr(_QueueEngine, "buffer_updated",
                         lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
     stream = _c2h(cid, 0, _pattern(4096, 1)) + codec.encode(codec.capsule_resp(cid, sqid=1))
-    done, = _feed(q, stream, [len(stream)])
+    done, = _feed(q, stream, [cut or len(stream), len(stream)])
     assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(4096, 1)
+
+
+@pytest.mark.parametrize("size,cut", [(65536, 65536), (65536, 60000), (40960, 40000),
+                                      (32768, 30000)])
+def test_a_large_c2hdata_cut_near_its_end_leaves_room_to_receive(size, cut):
+    """Only a C2HData that fits in half of staging waits there whole; a larger one whose rest
+    is small goes the framer's way (else staging fills with it and nothing can be received)."""
+    q = _live(HostQueue, False)
+    (cid, buf), = _submit_size(q, size)
+    stream = _c2h(cid, 0, _pattern(size, 3)) + codec.encode(codec.capsule_resp(cid, sqid=1))
+    events, pos, sizes = [], 0, iter([cut])
+    while pos < len(stream):
+        room = q.get_buffer()
+        assert len(room), "no room to receive"
+        n = min(len(room), len(stream) - pos, next(sizes, len(stream)))
+        room[:n] = stream[pos:pos + n]
+        events += q.buffer_updated(n)
+        pos += n
+    done, = events
+    assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(size, 3)
+
+
+def _submit_size(q: HostQueue, size: int) -> list[tuple[int, bytearray]]:
+    buf = bytearray(size)
+    cid = q.submit(C.read(1, 0, size // 512), read_into=buf)
+    q.data_to_send()
+    return [(cid, buf)]
 
 
 def test_a_link_with_digests_never_takes_the_lane(monkeypatch):
