@@ -18,5 +18,5 @@ settings.load_profile("pynvmetcp")
 def vm_boot(request, tmp_path_factory) -> vmrun.SharedBoot:
     selected = {getattr(getattr(item, "module", None), "__name__", "")
                 for item in request.session.items}
-    parts = [p for name, p in vmrun.PARTS.items() if name in selected]
+    parts = [p for p in vmrun.PARTS.values() if p.module in selected]
     return vmrun.SharedBoot(parts, tmp_path_factory.mktemp("vm"))

@@ -143,28 +143,34 @@ def _run_bounded(cmd: list[str], timeout: float,
 
 @dataclass(frozen=True)
 class Part:
-    """One test module's work in the shared boot: ``script(workdir)`` is sh run as root in the
-    guest with ``workdir`` (writable from both sides) as its own; ``timeout`` bounds it there."""
+    """One piece of a test module's work in the shared boot: ``script(workdir)`` is sh run as
+    root in the guest with ``workdir`` (writable from both sides) as its own; ``timeout`` bounds
+    it there. A module may register several, told apart by ``variant``; each starts after the
+    full reset, as if the guest had just booted."""
 
     module: str
     script: Callable[[Path], str]
     timeout: float = 600
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        return self.module.rsplit(".", 1)[-1]
+        base = self.module.rsplit(".", 1)[-1]
+        return f"{base}-{self.variant}" if self.variant else base
 
 
-#: Every part registered by the test modules imported so far, by module name.
-PARTS: dict[str, Part] = {}
+#: Every part registered by the test modules imported so far, by (module name, variant).
+PARTS: dict[tuple[str, str], Part] = {}
 
 
-def part(module: str, script: Callable[[Path], str], *, timeout: float = 600) -> None:
-    """Register a test module's guest script (call at import, with the module's ``__name__``)."""
-    new = Part(module, script, timeout)
+def part(module: str, script: Callable[[Path], str], *, timeout: float = 600,
+         variant: str = "") -> None:
+    """Register a guest script of a test module (call at import, with the module's
+    ``__name__``; ``variant`` names each of several)."""
+    new = Part(module, script, timeout, variant)
     clash = [p.module for p in PARTS.values() if p.name == new.name and p.module != module]
     assert not clash, f"{module} and {clash[0]} would share the part directory {new.name}"
-    PARTS[module] = new
+    PARTS[module, variant] = new
 
 
 # Between parts: what a part leaves in the kernel goes, so that the next one starts as if the
@@ -273,15 +279,15 @@ class SharedBoot:
         total = sum(p.timeout + 180 for p in self.parts) + 300
         return run_guest("\n".join(lines), rwdirs=[str(self.workdir)], timeout=total)
 
-    def result(self, module: str) -> PartResult:
-        """``module``'s part as it ended (booting first if no part has run yet); the VM must
-        be available (a test needing it never skips)."""
+    def result(self, module: str, variant: str = "") -> PartResult:
+        """``module``'s part (``variant`` of it) as it ended (booting first if no part has run
+        yet); the VM must be available (a test needing it never skips)."""
         ok, why = vm_available()
         assert ok, f"the kernel VM is needed here and is not available: {why}"
         if self._boot is None:
             self._boot = self._run()
         names = [p.name for p in self.parts]
-        name = PARTS[module].name
+        name = PARTS[module, variant].name
         d = self.workdir / name
         rc_file, out_file = d / "rc", d / "output.txt"
         output = out_file.read_text(errors="replace") if out_file.exists() else ""
@@ -293,11 +299,12 @@ class SharedBoot:
                           "; ".join(f"{kind}: {what}" for kind, what in left.items() if what))
 
 
-def part_checks(boot: SharedBoot, module: str, *, extra: str = "") -> dict[str, list[dict]]:
+def part_checks(boot: SharedBoot, module: str, *, variant: str = "",
+                extra: str = "") -> dict[str, list[dict]]:
     """The JSON lines ({"check": NAME, ...}, ending with {"check": "done"}) that ``module``'s
-    part printed, as NAME → records. Fails with the part's output when it did not get to
-    "done"; the VM must be available (a test needing it never skips)."""
-    res = boot.result(module)
+    part (``variant`` of it) printed, as NAME → records. Fails with the part's output when it
+    did not get to "done"; the VM must be available (a test needing it never skips)."""
+    res = boot.result(module, variant)
     found: dict[str, list[dict]] = {}
     for line in res.output.splitlines():
         if line.startswith("{"):
@@ -306,8 +313,8 @@ def part_checks(boot: SharedBoot, module: str, *, extra: str = "") -> dict[str, 
             except ValueError:
                 continue
             found.setdefault(rec.get("check", "?"), []).append(rec)
-    assert "done" in found, (f"guest part {module} did not finish (rc={res.rc}, files in "
-                             f"{res.workdir}):\n"
+    assert "done" in found, (f"guest part {res.workdir.name} did not finish (rc={res.rc}, "
+                             f"files in {res.workdir}):\n"
                              f"{res.output[-4000:]}\n{extra}\n"
                              f"[left by the part before it: {res.previous_leftovers or 'nothing'}]")
     return found

@@ -1,4 +1,4 @@
-"""The LightOS driver end to end in a real Linux kernel under QEMU (one boot, both cluster kinds).
+"""The LightOS driver end to end in a real Linux kernel under QEMU (one part per cluster kind).
 
 The guest (vm_guest_lightos.py) runs the real discovery-client service, connector and libvirt
 volume driver against (a) the fake LightOS cluster — three storage nodes served by pynvmetcp's
@@ -25,25 +25,21 @@ HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4909-8807-060504030201"
 MODES = ("fake", "nvmet")
 
 
-# Both cluster kinds in one part, one after the other: each run tags its records with its mode,
-# and the second starts with no controller left.
-vmrun.part(__name__, lambda work: f"cd {ROOT}\n" + "nvme disconnect-all >/dev/null 2>&1\n".join(
-    f"PYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} tests/driver/vm_guest_lightos.py "
-    f"/tmp/lightos-e2e-{mode} {mode}\n" for mode in MODES), timeout=900)
-
-
-@pytest.fixture(scope="module")
-def guest(vm_boot) -> dict[str, list[dict]]:
-    return vmrun.part_checks(vm_boot, __name__)
+# One part per cluster kind: each starts after the shared boot's full reset (no controller,
+# nvmet configuration, loop device or process of the other left).
+for _mode in MODES:
+    vmrun.part(__name__, lambda work, mode=_mode: (
+        f"cd {ROOT}\nPYTHONPATH={ROOT}:{ROOT}/driver {sys.executable} "
+        f"tests/driver/vm_guest_lightos.py /tmp/lightos-e2e {mode}\n"), variant=_mode)
 
 
 @pytest.fixture(scope="module", params=MODES)
-def checks(request, guest):
+def checks(request, vm_boot):
     mode = request.param
-    found = {name: [{k: v for k, v in r.items() if k not in ("mode", "at")} for r in recs
-                    if r["mode"] == mode] for name, recs in guest.items()}
-    found = {name: recs[-1] for name, recs in found.items() if recs}
-    assert "done" in found, f"the {mode} run did not finish: {sorted(found)}"
+    found = {name: recs[-1] for name, recs in
+             vmrun.part_checks(vm_boot, __name__, variant=mode).items()}
+    found = {name: {k: v for k, v in rec.items() if k not in ("mode", "at")}
+             for name, rec in found.items()}
     errors = {k: v["error"] for k, v in found.items() if "error" in v}
     assert not errors, errors
     found["mode"] = mode
@@ -123,8 +119,9 @@ def test_detach_disconnects_only_when_no_volume_needs_the_cluster(checks):
     assert d["entry_files"] == [] and d["device_gone"] and d["sub2_gone"]
 
 
-def test_demo_takes_the_kernel_path_where_the_kernel_is(guest):
-    (d,) = guest["demo_kernel_path"]  # run once: the demo brings its own cluster
+def test_demo_takes_the_kernel_path_where_the_kernel_is(vm_boot):
+    # run once, in the fake cluster's part: the demo brings its own cluster
+    (d,) = vmrun.part_checks(vm_boot, __name__, variant="fake")["demo_kernel_path"]
     assert "error" not in d, d
     assert d["rc"] == 0, d["stderr"]
     out = d["stdout"]
