@@ -302,7 +302,7 @@ class HostQueue(_QueueEngine):
         wr = fr.wr
         cmds = self._cmds
         events: list = []
-        waiting = False
+        waiting = staged = False
         while wr - rd >= 24:
             t = buf[rd]
             if t == T_C2H_DATA:  # a read's data; with SUCCESS also its end
@@ -319,6 +319,7 @@ class HostQueue(_QueueEngine):
                     waiting = plen - (wr - rd) < DIRECT_MIN and plen <= len(buf) >> 1
                     break
                 read[datao:end] = view[rd + 24:rd + plen]
+                staged = True
                 rd += plen
                 cmd.received = cmd.sink_offset = end
                 if head == _C2H_SUCCESS:
@@ -351,6 +352,8 @@ class HostQueue(_QueueEngine):
             else:
                 break
         fr.rd = rd
+        if staged or waiting:  # payloads come through staging: receive into all of it
+            fr.in_place = False
         if rd != wr and not waiting:
             events += _QueueEngine.buffer_updated(self, 0)
         return events

@@ -96,7 +96,10 @@ class Framer:
         self._data: memoryview | None = None
         self._filled = 0
         self._direct = False
-        self._in_place = False  # the last payload was received in place: expect more such
+        #: The last payload was received in place: expect more such, and receive headers through
+        #: a small window. Whoever takes a payload out of staging clears it (the framer itself,
+        #: and the queue engines' lanes), so that receives use the whole buffer again.
+        self.in_place = False
         # (message, fes, fei, header) of the fatal error, not the exception itself: the exception's
         # traceback holds frames that hold this framer, and that cycle would keep the staging and
         # data buffers of every failed connection alive until the cyclic garbage collector ran.
@@ -110,7 +113,7 @@ class Framer:
         if self._state == _DATA and self.rd == self.wr:
             remaining = len(self._data) - self._filled
             if remaining >= DIRECT_MIN:
-                self._direct = self._in_place = True
+                self._direct = self.in_place = True
                 return self._data[self._filled:]
         self._direct = False
         if self.rd == self.wr:
@@ -119,7 +122,7 @@ class Framer:
             n = self.wr - self.rd
             self.staging[:n] = self.staging[self.rd:self.wr]
             self.rd, self.wr = 0, n
-        if self._in_place:
+        if self.in_place:
             return self.view[self.wr:self.wr + _AFTER_LARGE]
         return self.view[self.wr:] if self.wr else self.view  # all of it: no slice to make
 
@@ -198,7 +201,7 @@ class Framer:
                     self.rd += k
                     self._filled += k
                     if self._filled == len(self._data):
-                        self._in_place = False
+                        self.in_place = False
                         self._data_complete(out)
                 else:  # _DDGST
                     if avail < DIGEST_LEN:
@@ -393,7 +396,7 @@ class Framer:
         if not pdu.flags & _DDGSTF and self.wr - rd >= data_len:
             view[:] = self.view[rd:rd + data_len]
             self.rd = rd + data_len
-            self._in_place = False
+            self.in_place = False
             out.append(pdu)
             return
         self._pdu = pdu

@@ -212,6 +212,28 @@ def test_a_large_c2hdata_cut_near_its_end_leaves_room_to_receive(size, cut):
     assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(size, 3)
 
 
+def test_small_reads_after_a_large_one_receive_into_all_of_staging_again():
+    """A 128 KiB payload is received in place and the headers after it through a 4 KiB
+    window; once payloads come through staging again (4 KiB reads, cut or whole, taken by the
+    lane) receives use the whole buffer, else each 4 KiB answer took two receives."""
+    q = _live(HostQueue, False)
+    (big, _), = _submit_size(q, 128 << 10)
+    small = [q.submit(C.read(1, 8 * i, 8), read_into=bytearray(4096)) for i in range(14)]
+    q.data_to_send()
+    stream = _c2h(big, 0, _pattern(128 << 10, 4)) + codec.encode(codec.capsule_resp(big, sqid=1))
+    for cid in small:
+        stream += _c2h(cid, 0, _pattern(4096, cid)) + codec.encode(codec.capsule_resp(cid, sqid=1))
+    done, pos = [], 0
+    while pos < len(stream):
+        room = q.get_buffer()
+        n = min(len(room), len(stream) - pos)
+        room[:n] = stream[pos:pos + n]
+        done += q.buffer_updated(n)
+        pos += n
+    assert [c.cid for c in done] == [big, *small] and all(c.status == 0 for c in done)
+    assert len(q.get_buffer()) == len(q.framer.staging)
+
+
 def _submit_size(q: HostQueue, size: int) -> list[tuple[int, bytearray]]:
     buf = bytearray(size)
     cid = q.submit(C.read(1, 0, size // 512), read_into=buf)
