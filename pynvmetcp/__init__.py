@@ -6,7 +6,12 @@
 """
 from .errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
                      ProtocolError, TermReqReceived)
+from typing import TYPE_CHECKING
+
 from .host import Controller, connect, discover
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from .host.aio import AsyncController, aconnect, adiscover
 
 __all__ = ["connect", "discover", "Controller", "aconnect", "adiscover", "AsyncController", "NvmeTcpError", "NvmeStatusError",
            "ProtocolError", "TermReqReceived", "ConnectionLost", "CommandTimeout"]
@@ -18,3 +23,7 @@ def __getattr__(name: str):
         from . import host
         return getattr(host, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"AsyncController", "aconnect", "adiscover"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import sys
 from typing import Callable
 
 
@@ -16,17 +17,24 @@ def _extension() -> Callable:
     """The ``crc32c`` package's compiled function, loaded from its extension module without
     running the package's ``__init__``. That looks up the package's own version through
     importlib.metadata: 40–60 ms of a ~300 ms ``import pynvmetcp`` here, and seconds per process
-    in the test VM's emulated guest, where nothing else imports importlib.metadata. Where the
-    package is laid out otherwise, the usual import."""
-    spec = importlib.util.find_spec("crc32c")  # finds the package, does not import it
+    in the test VM's emulated guest, where nothing else imports importlib.metadata. The
+    extension imports nothing itself; where it is loaded already, that one is used, and where
+    the package is laid out otherwise (or cannot be looked up), the usual import."""
+    name = "crc32c._crc32c"
+    if name in sys.modules:
+        return sys.modules[name].crc32c
+    try:
+        spec = importlib.util.find_spec("crc32c")  # finds the package, does not import it
+    except (ImportError, ValueError):
+        spec = None
     for where in (spec and spec.submodule_search_locations) or ():
         ext = importlib.machinery.FileFinder(where, (
             importlib.machinery.ExtensionFileLoader,
-            importlib.machinery.EXTENSION_SUFFIXES)).find_spec("crc32c._crc32c")
+            importlib.machinery.EXTENSION_SUFFIXES)).find_spec(name)
         if ext is not None:
             module = importlib.util.module_from_spec(ext)
             ext.loader.exec_module(module)
-            return module.crc32c
+            return sys.modules.setdefault(name, module).crc32c
     from crc32c import crc32c as packaged
     return packaged
 
