@@ -4,10 +4,11 @@
         ns = ctrl.namespace(1)
         ns.write(0, bytes(4096))
 """
-from .errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
-                     ProtocolError, TermReqReceived)
 from typing import TYPE_CHECKING
 
+from . import host
+from .errors import (CommandTimeout, ConnectionLost, NvmeStatusError, NvmeTcpError,
+                     ProtocolError, TermReqReceived)
 from .host import Controller, connect, discover
 
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
@@ -19,11 +20,10 @@ __all__ = ["connect", "discover", "Controller", "aconnect", "adiscover", "AsyncC
 
 def __getattr__(name: str):
     """The asyncio host's names, loaded when first used (see ``pynvmetcp.host``)."""
-    if name in ("AsyncController", "aconnect", "adiscover"):
-        from . import host
+    if name in host.ASYNC_NAMES:
         return getattr(host, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"AsyncController", "aconnect", "adiscover"})
+    return sorted(set(globals()) | host.ASYNC_NAMES)

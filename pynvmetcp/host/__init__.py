@@ -12,15 +12,16 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .aio import AsyncController, aconnect, adiscover
 
 __all__ = ["Controller", "connect", "discover", "AsyncController", "aconnect", "adiscover"]
-_ASYNC = frozenset(("AsyncController", "aconnect", "adiscover"))
+#: The names ``aio`` provides, loaded on first use (also by the package above).
+ASYNC_NAMES = frozenset(("AsyncController", "aconnect", "adiscover"))
 
 
 def __getattr__(name: str):
-    if name in _ASYNC:
+    if name in ASYNC_NAMES:
         from . import aio
         return getattr(aio, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _ASYNC)
+    return sorted(set(globals()) | ASYNC_NAMES)
