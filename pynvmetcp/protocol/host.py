@@ -121,6 +121,12 @@ class HostQueue(_QueueEngine):
         self.held = 0  # commands submitted since the last data_to_send
         self._initiated = False
         self._lone: _Command | None = None  # the read receive_buffers() planned for
+        # A C2HData whose header the lane took and whose payload it receives in place: the
+        # command, where the next bytes go and where they end, whether SUCCESS ends it, and
+        # whether the last buffer handed out was the read's own (``_fill_buffer``).
+        self._fill: _Command | None = None
+        self._fill_pos = self._fill_end = 0
+        self._fill_success = self._fill_direct = False
         self.framer.data_sink = self._sink
         self.framer.pda = hpda
 
@@ -264,6 +270,9 @@ class HostQueue(_QueueEngine):
         lost = [Completion(c.cid, -1, 0, 0, 0, self.qid, None, c.context)
                 for c in self._cmds.values()]
         self._cmds.clear()
+        if self._fill is not None:
+            self._fill = None
+            self.get_buffer = self.framer.get_buffer
         return lost
 
     def _free_cid(self, taken: int) -> int:
@@ -288,20 +297,30 @@ class HostQueue(_QueueEngine):
 
         A C2HData the lane would take that the receive ended inside stays in staging for the
         lane's next turn when its rest is small (the framer too stages rests below
-        ``DIRECT_MIN``; a larger rest goes the framer's way, received in place) and it takes at
-        most half of staging (so that it fits whole, with room to receive). Handed to the
-        framer, it put the framer inside a payload, and the whole next receive went the full
-        path: at queue depth 32 most receives end inside a PDU (−31 % of the engine's
-        instructions per 4 KiB read there, benchmarks/instructions.py)."""
+        ``DIRECT_MIN``) and it takes at most half of staging (so that it fits whole, with room
+        to receive). Handed to the framer, it put the framer inside a payload, and the whole
+        next receive went the full path: at queue depth 32 most receives end inside a PDU
+        (−31 % of the engine's instructions per 4 KiB read there, benchmarks/instructions.py).
+        Any other such C2HData — a large read's, whose header comes with the first bytes of
+        its payload — is finished by the lane itself: what came is copied to the read's
+        buffer, and the rest is received there in place (``get_buffer`` hands out the read's
+        own buffer until it is whole) and completed by value. The framer's way for it was a PDU
+        record, the data sink and ``_handle``: about a dozen Python calls per 128 KiB read."""
         fr = self.framer
+        if self._fill is not None:
+            events = self._fill_updated(nbytes)
+            if fr.rd == fr.wr:
+                return events
+            nbytes = 0  # the bytes after the payload are in staging, accounted
+        else:
+            events = []
         if self.state is not _LIVE or not fr.at_header(nbytes):
-            return _QueueEngine.buffer_updated(self, nbytes)
+            return events + _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
         view = fr.view
         rd = fr.rd
         wr = fr.wr
         cmds = self._cmds
-        events: list = []
         waiting = staged = False
         while wr - rd >= 24:
             t = buf[rd]
@@ -317,6 +336,15 @@ class HostQueue(_QueueEngine):
                     break
                 if wr - rd < plen:  # not whole yet (a receive ended inside it)
                     waiting = plen - (wr - rd) < DIRECT_MIN and plen <= len(buf) >> 1
+                    if not waiting:  # the rest is received in place, by the lane
+                        have = datao + wr - rd - 24
+                        read[datao:have] = view[rd + 24:wr]
+                        rd = wr
+                        self._fill = cmd
+                        self._fill_pos = have
+                        self._fill_end = end
+                        self._fill_success = head == _C2H_SUCCESS
+                        self.get_buffer = self._fill_buffer
                     break
                 read[datao:end] = view[rd + 24:rd + plen]
                 staged = True
@@ -358,6 +386,50 @@ class HostQueue(_QueueEngine):
             events += _QueueEngine.buffer_updated(self, 0)
         return events
 
+    def _fill_buffer(self, sizehint: int = -1) -> memoryview:
+        """``get_buffer`` while the lane receives a payload in place: the rest of the read's
+        own buffer, or staging once the rest is small (as the framer does with its payloads:
+        see ``DIRECT_MIN``), so that the PDUs after it come in the same receive."""
+        pos = self._fill_pos
+        end = self._fill_end
+        if end - pos >= DIRECT_MIN:
+            self._fill_direct = self.framer.in_place = True
+            return self._fill.read[pos:end]
+        self._fill_direct = False
+        return self.framer.get_buffer()
+
+    def _fill_updated(self, nbytes: int) -> list:
+        """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer: the payload
+        advanced, and, once whole, the read completed when SUCCESS ends it. Bytes received
+        into staging beyond the payload are left there for the lane."""
+        cmd = self._fill
+        pos = self._fill_pos
+        end = self._fill_end
+        fr = self.framer
+        if self._fill_direct:
+            pos += nbytes
+        else:
+            fr.at_header(nbytes)  # (staging was empty: the framer is idle, between PDUs)
+            rd = fr.rd
+            k = min(nbytes, end - pos)
+            cmd.read[pos:pos + k] = fr.view[rd:rd + k]
+            fr.rd = rd + k
+            pos += k
+        self._fill_pos = pos
+        if pos != end:
+            return []
+        self._fill = None
+        self.get_buffer = fr.get_buffer
+        cmd.received = cmd.sink_offset = end
+        if not self._fill_success:
+            return []
+        cid = cmd.cid
+        del self._cmds[cid]
+        if not self.sqflow_disabled:
+            self.sqhd = (self.sqhd + 1) % self.queue_size
+        return [_completion((cid, cmd.status_override, 0, 0, self.sqhd, self.qid, cmd.read,
+                             cmd.context))]
+
     def receive_buffers(self) -> list | None:
         """Where the next receive should land when a lone read can take its data in place: the
         staging buffer for the C2HData header, the read's own buffer for its payload, staging
@@ -373,7 +445,8 @@ class HostQueue(_QueueEngine):
         staging could hold if the answer is something else."""
         fr = self.framer
         cmds = self._cmds
-        if len(cmds) != 1 or self.state is not _LIVE or fr.rd != fr.wr or not fr.at_header(0):
+        if (len(cmds) != 1 or self.state is not _LIVE or fr.rd != fr.wr or self._fill is not None
+                or not fr.at_header(0)):
             return None
         for cmd in cmds.values():
             read = cmd.read

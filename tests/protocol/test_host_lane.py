@@ -30,7 +30,9 @@ class FullPath(HostQueue):
     buffer_updated = _QueueEngine.buffer_updated
 
 
-READS = (512, 4096, 8192, 20000)  # bytes per read command; 20000 spans several staging reads
+# Bytes per read command: 20000 spans several receives; 40000 is more than half of staging and
+# 150000 more than all of it, so the lane receives their payloads in place.
+READS = (512, 4096, 8192, 20000, 40000, 150000)
 C2H, RESP = codec.XFER, codec.RESP
 
 
@@ -61,8 +63,12 @@ STEPS = st.lists(st.tuples(st.sampled_from(("data", "resp")), st.integers(0, 5),
                            st.integers(0, DATA_VARIANTS - 1)), min_size=1, max_size=14)
 
 
+_BYTES = bytes(range(256))
+
+
 def _pattern(n: int, seed: int) -> bytes:
-    return bytes((seed * 7 + i) & 0xFF for i in range(n))
+    start = seed * 7 & 0xFF
+    return (_BYTES[start:] + _BYTES * (n // 256 + 1))[:n]
 
 
 def _c2h(cid: int, offset: int, data: bytes, flags: int = 0x04, *, pdo: int = 24,
@@ -210,6 +216,53 @@ def test_a_large_c2hdata_cut_near_its_end_leaves_room_to_receive(size, cut):
         pos += n
     done, = events
     assert done.cid == cid and done.status == 0 and bytes(buf) == _pattern(size, 3)
+
+
+@pytest.mark.parametrize("size", [40000, 128 << 10, 150000])
+@pytest.mark.parametrize("cuts", [[24], [25, 9000], [4120], [4120, -100], [9000, -8192],
+                                  [100, -8191, 3], [24, -1]])
+@pytest.mark.parametrize("success", [False, True])
+def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(size, cuts,
+                                                                              success):
+    """A large C2HData cut after its header is finished by the lane: the rest of its payload
+    is received straight into the read's buffer while at least DIRECT_MIN of it is missing,
+    through staging after that, and the read completes by value — the same events, data and
+    state as the full path gives, with no C2HData going the full path (a negative cut: that
+    many bytes left of the payload; a receive that ends inside a later header still goes to
+    the framer, as in the test above)."""
+    lane, full = _live(HostQueue, False), _live(FullPath, False)
+    (big, lane_buf), = _submit_size(lane, size)
+    (_, full_buf), = _submit_size(full, size)
+    small = [(q.submit(C.read(1, 8, 8), read_into=bytearray(4096))) for q in (lane, full)]
+    lane.data_to_send(), full.data_to_send()
+    flags = 0x0C if success else 0x04
+    stream = _c2h(big, 0, _pattern(size, 5), flags)
+    if not success:
+        stream += codec.encode(codec.capsule_resp(big, sqid=1))
+    stream += _c2h(small[0], 0, _pattern(4096, 6)) + codec.encode(
+        codec.capsule_resp(small[0], sqid=1))
+    sizes = [c if c > 0 else 24 + size + c - sum(cuts[:i]) for i, c in enumerate(cuts)]
+    in_place = []
+    events, pos = [], 0
+    pieces = iter(sizes)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HostQueue, "_c2h_data",
+                   lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+        mp.setattr(lane.framer, "data_sink",
+                   lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+        while pos < len(stream):
+            room = lane.get_buffer()
+            in_place.append(room.obj is lane_buf)
+            n = min(len(room), len(stream) - pos, next(pieces, len(stream)))
+            room[:n] = stream[pos:pos + n]
+            events += lane.buffer_updated(n)
+            pos += n
+    assert _seen(events) == _seen(_feed(full, stream, sizes))
+    assert [c.cid for c in events] == [big, small[0]] and not any(c.status for c in events)
+    assert bytes(lane_buf) == bytes(full_buf) == _pattern(size, 5)
+    assert (lane.state, lane.sqhd, lane._cmds) == (full.state, full.sqhd, {})
+    assert any(in_place)  # the payload's rest went straight into the read's buffer
+    assert lane.get_buffer == lane.framer.get_buffer
 
 
 def test_small_reads_after_a_large_one_receive_into_all_of_staging_again():

@@ -27,6 +27,11 @@ from .test_host_lane import (DATA_VARIANTS, READS, RESP_VARIANTS, STEPS, _answer
                              _live, _pattern, _seen, _submit)
 
 
+# The read sizes a scatter receive is offered for: staging (64 KiB) must be able to hold any
+# other answer (receive_buffers).
+FITS = [k for k, n in enumerate(READS) if n + 48 <= 1 << 16]
+
+
 def _scatter(plan: list, data: bytes) -> int:
     """``data`` written into the plan's buffers in order, as ``recvmsg_into`` fills them."""
     pos = 0
@@ -76,7 +81,7 @@ def test_every_answer_begun_as_foreseen_or_broken_in_one_field():
     settings, and a first receive that takes all of it, all but a byte, or stops in or just
     after the header."""
     for size, data, resp, sqflow_disabled in itertools.product(
-            range(len(READS)), range(-1, DATA_VARIANTS), range(-1, RESP_VARIANTS), (False, True)):
+            FITS, range(-1, DATA_VARIANTS), range(-1, RESP_VARIANTS), (False, True)):
         steps = ([("data", 0, data)] if data >= 0 else []) + (
             [("resp", 0, resp)] if resp >= 0 else [])
         if not steps:
@@ -87,7 +92,7 @@ def test_every_answer_begun_as_foreseen_or_broken_in_one_field():
 
 
 @settings(max_examples=300, deadline=None)
-@given(size=st.integers(0, len(READS) - 1), steps=STEPS, first=st.integers(1, 70000),
+@given(size=st.sampled_from(FITS), steps=STEPS, first=st.integers(1, 70000),
        cuts=st.lists(st.integers(1, 9000), max_size=12), sqflow_disabled=st.booleans())
 def test_a_scatter_receive_and_the_usual_one_agree(size, steps, first, cuts, sqflow_disabled):
     """Any answer (test_host_lane's steps for one command), any first receive, any pieces."""
