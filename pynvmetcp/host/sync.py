@@ -204,7 +204,11 @@ class SyncQueue:
             elif deadline <= time.monotonic():
                 raise CommandTimeout(f"queue {engine.qid}: no completion in time")
             elif scatter is None:
-                n = self.sock.recv_into(engine.get_buffer())
+                payload = engine.payload_buffers  # a large read's rest, then what follows
+                if payload is None:
+                    n = self.sock.recv_into(engine.get_buffer())
+                else:
+                    n = self.sock.recvmsg_into(payload)[0]
             else:
                 n = self.sock.recvmsg_into(scatter)[0]
         except InterruptedError:

@@ -123,10 +123,16 @@ class HostQueue(_QueueEngine):
         self._lone: _Command | None = None  # the read receive_buffers() planned for
         # A C2HData whose header the lane took and whose payload it receives in place: the
         # command, where the next bytes go and where they end, whether SUCCESS ends it, and
-        # whether the last buffer handed out was the read's own (``_fill_buffer``).
+        # whether the next bytes go to the read's own buffer first (``_fill_plan``).
         self._fill: _Command | None = None
         self._fill_pos = self._fill_end = 0
         self._fill_success = self._fill_direct = False
+        #: While the lane receives a large payload in place: the rest of the read's buffer and
+        #: staging after it, for a transport that can receive into several buffers at once
+        #: (``recvmsg_into``) to use instead of ``get_buffer()``, then ``buffer_updated`` as
+        #: usual. One receive then ends a payload and brings the PDUs after it (the next
+        #: read's header with its payload's start), where ``get_buffer()`` needs two.
+        self.payload_buffers: list | None = None
         self.framer.data_sink = self._sink
         self.framer.pda = hpda
 
@@ -271,7 +277,7 @@ class HostQueue(_QueueEngine):
                 for c in self._cmds.values()]
         self._cmds.clear()
         if self._fill is not None:
-            self._fill = None
+            self._fill = self.payload_buffers = None
             self.get_buffer = self.framer.get_buffer
         return lost
 
@@ -382,9 +388,26 @@ class HostQueue(_QueueEngine):
         fr.rd = rd
         if staged or waiting:  # payloads come through staging: receive into all of it
             fr.in_place = False
+        if self._fill is not None:  # (begun in this turn: it took every byte received)
+            self._fill_plan()
+            return events
         if rd != wr and not waiting:
             events += _QueueEngine.buffer_updated(self, 0)
         return events
+
+    def _fill_plan(self) -> None:
+        """Where the next receive of the payload being filled goes (staging is empty): the
+        read's own buffer, and staging's header window after it, while at least
+        ``DIRECT_MIN`` of it is missing; else staging alone (``get_buffer()``)."""
+        pos = self._fill_pos
+        end = self._fill_end
+        if end - pos >= DIRECT_MIN:
+            fr = self.framer
+            self._fill_direct = fr.in_place = True
+            self.payload_buffers = [self._fill.read[pos:end], fr.get_buffer()]
+        else:
+            self._fill_direct = False
+            self.payload_buffers = None
 
     def _fill_buffer(self, sizehint: int = -1) -> memoryview:
         """``get_buffer`` while the lane receives a payload in place: the rest of the read's
@@ -399,15 +422,20 @@ class HostQueue(_QueueEngine):
         return self.framer.get_buffer()
 
     def _fill_updated(self, nbytes: int) -> list:
-        """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer: the payload
-        advanced, and, once whole, the read completed when SUCCESS ends it. Bytes received
-        into staging beyond the payload are left there for the lane."""
+        """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer or into
+        ``payload_buffers``: the payload advanced, and, once whole, the read completed when
+        SUCCESS ends it. Bytes received into staging beyond the payload are left there for the
+        lane."""
         cmd = self._fill
         pos = self._fill_pos
         end = self._fill_end
         fr = self.framer
         if self._fill_direct:
-            pos += nbytes
+            if nbytes > end - pos:  # (payload_buffers) the rest went to staging after it
+                fr.at_header(nbytes - (end - pos))
+                pos = end
+            else:
+                pos += nbytes
         else:
             fr.at_header(nbytes)  # (staging was empty: the framer is idle, between PDUs)
             rd = fr.rd
@@ -417,8 +445,9 @@ class HostQueue(_QueueEngine):
             pos += k
         self._fill_pos = pos
         if pos != end:
+            self._fill_plan()
             return []
-        self._fill = None
+        self._fill = self.payload_buffers = None
         self.get_buffer = fr.get_buffer
         cmd.received = cmd.sink_offset = end
         if not self._fill_success:

@@ -222,14 +222,16 @@ def test_a_large_c2hdata_cut_near_its_end_leaves_room_to_receive(size, cut):
 @pytest.mark.parametrize("cuts", [[24], [25, 9000], [4120], [4120, -100], [9000, -8192],
                                   [100, -8191, 3], [24, -1]])
 @pytest.mark.parametrize("success", [False, True])
+@pytest.mark.parametrize("scatter", [False, True])
 def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(size, cuts,
-                                                                              success):
+                                                                              success, scatter):
     """A large C2HData cut after its header is finished by the lane: the rest of its payload
     is received straight into the read's buffer while at least DIRECT_MIN of it is missing,
     through staging after that, and the read completes by value — the same events, data and
     state as the full path gives, with no C2HData going the full path (a negative cut: that
     many bytes left of the payload; a receive that ends inside a later header still goes to
-    the framer, as in the test above)."""
+    the framer, as in the test above). With ``scatter`` the receives use ``payload_buffers``
+    where offered, as the blocking host does (recvmsg_into), else ``get_buffer()``."""
     lane, full = _live(HostQueue, False), _live(FullPath, False)
     (big, lane_buf), = _submit_size(lane, size)
     (_, full_buf), = _submit_size(full, size)
@@ -251,10 +253,10 @@ def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(si
         mp.setattr(lane.framer, "data_sink",
                    lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
         while pos < len(stream):
-            room = lane.get_buffer()
-            in_place.append(room.obj is lane_buf)
-            n = min(len(room), len(stream) - pos, next(pieces, len(stream)))
-            room[:n] = stream[pos:pos + n]
+            plan = (lane.payload_buffers if scatter else None) or [lane.get_buffer()]
+            in_place.append(plan[0].obj is lane_buf)
+            n = min(sum(map(len, plan)), len(stream) - pos, next(pieces, len(stream)))
+            _receive_into(plan, stream[pos:pos + n])
             events += lane.buffer_updated(n)
             pos += n
     assert _seen(events) == _seen(_feed(full, stream, sizes))
@@ -263,6 +265,39 @@ def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(si
     assert (lane.state, lane.sqhd, lane._cmds) == (full.state, full.sqhd, {})
     assert any(in_place)  # the payload's rest went straight into the read's buffer
     assert lane.get_buffer == lane.framer.get_buffer
+
+
+def _receive_into(plan: list, data: bytes) -> None:
+    """``data`` written into the buffers in order, as ``recvmsg_into`` fills them."""
+    for buf in plan:
+        k = min(len(buf), len(data))
+        buf[:k] = data[:k]
+        data = data[k:]
+
+
+def test_one_receive_ends_a_large_payload_and_brings_what_follows():
+    """While the lane fills a payload, ``payload_buffers`` offers the read's rest and staging
+    after it: one receive then ends the payload and takes the CapsuleResp and the next read's
+    header (two with ``get_buffer()``, which is the read's buffer alone)."""
+    q = _live(HostQueue, False)
+    (big, buf), = _submit_size(q, 128 << 10)
+    nxt = q.submit(C.read(1, 8, 8), read_into=bytearray(4096))
+    q.data_to_send()
+    assert q.payload_buffers is None
+    stream = (_c2h(big, 0, _pattern(128 << 10, 7)) + codec.encode(codec.capsule_resp(big, sqid=1))
+              + _c2h(nxt, 0, _pattern(4096, 8)) + codec.encode(codec.capsule_resp(nxt, sqid=1)))
+    q.get_buffer()[:100] = stream[:100]
+    assert q.buffer_updated(100) == []
+    rest, window = q.payload_buffers
+    assert rest.obj is buf and len(rest) == (128 << 10) - 76 and len(window) >= 48
+    _receive_into([rest, window], stream[100:100 + len(rest) + 48])
+    done, = q.buffer_updated(len(rest) + 48)  # the read, and the next one's header taken
+    assert done.cid == big and done.status == 0 and bytes(buf) == _pattern(128 << 10, 7)
+    assert q.payload_buffers is None and q.get_buffer == q.framer.get_buffer
+    tail = stream[100 + len(rest) + 48:]
+    q.get_buffer()[:len(tail)] = tail
+    done, = q.buffer_updated(len(tail))
+    assert done.cid == nxt and done.status == 0
 
 
 def test_small_reads_after_a_large_one_receive_into_all_of_staging_again():
