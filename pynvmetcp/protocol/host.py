@@ -27,7 +27,6 @@ from ..spec.status import SC_DATA_XFER_ERROR
 from ..spec.cqe import make_status
 from ..wire import codec
 from ..wire.crc import crc32c
-from ..wire.framer import DIRECT_MIN
 from .events import Completion, IcComplete
 from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueState,
                     _QueueEngine)
@@ -121,18 +120,6 @@ class HostQueue(_QueueEngine):
         self.held = 0  # commands submitted since the last data_to_send
         self._initiated = False
         self._lone: _Command | None = None  # the read receive_buffers() planned for
-        # A C2HData whose header the lane took and whose payload it receives in place: the
-        # command, where the next bytes go and where they end, whether SUCCESS ends it, and
-        # whether the next bytes go to the read's own buffer first (``_fill_plan``).
-        self._fill: _Command | None = None
-        self._fill_pos = self._fill_end = 0
-        self._fill_success = self._fill_direct = False
-        #: While the lane receives a large payload in place: the rest of the read's buffer and
-        #: staging after it, for a transport that can receive into several buffers at once
-        #: (``recvmsg_into``) to use instead of ``get_buffer()``, then ``buffer_updated`` as
-        #: usual. One receive then ends a payload and brings the PDUs after it (the next
-        #: read's header with its payload's start), where ``get_buffer()`` needs two.
-        self.payload_buffers: list | None = None
         self.framer.data_sink = self._sink
         self.framer.pda = hpda
 
@@ -276,9 +263,7 @@ class HostQueue(_QueueEngine):
         lost = [Completion(c.cid, -1, 0, 0, 0, self.qid, None, c.context)
                 for c in self._cmds.values()]
         self._cmds.clear()
-        if self._fill is not None:
-            self._fill = self.payload_buffers = None
-            self.get_buffer = self.framer.get_buffer
+        self._fill_dropped()
         return lost
 
     def _free_cid(self, taken: int) -> int:
@@ -310,8 +295,9 @@ class HostQueue(_QueueEngine):
         Any other such C2HData — a large read's, whose header comes with the first bytes of
         its payload — is finished by the lane itself: what came is copied to the read's
         buffer, and the rest is received there in place (``get_buffer`` hands out the read's
-        own buffer until it is whole) and completed by value. The framer's way for it was a PDU
-        record, the data sink and ``_handle``: about a dozen Python calls per 128 KiB read."""
+        own buffer until it is whole: ``_QueueEngine._fill_begin``) and completed by value.
+        The framer's way for it was a PDU record, the data sink and ``_handle``: about a dozen
+        Python calls per 128 KiB read."""
         fr = self.framer
         if self._fill is not None:
             events = self._fill_updated(nbytes)
@@ -341,16 +327,10 @@ class HostQueue(_QueueEngine):
                 if end > len(read) or (head == _C2H_SUCCESS and end != len(read)):
                     break
                 if wr - rd < plen:  # not whole yet (a receive ended inside it)
-                    waiting = plen - (wr - rd) < DIRECT_MIN and plen <= len(buf) >> 1
+                    waiting = fr.waits(plen, wr - rd)
                     if not waiting:  # the rest is received in place, by the lane
-                        have = datao + wr - rd - 24
-                        read[datao:have] = view[rd + 24:wr]
+                        self._fill_begin(cmd, read, datao, end, head == _C2H_SUCCESS, rd + 24)
                         rd = wr
-                        self._fill = cmd
-                        self._fill_pos = have
-                        self._fill_end = end
-                        self._fill_success = head == _C2H_SUCCESS
-                        self.get_buffer = self._fill_buffer
                     break
                 read[datao:end] = view[rd + 24:rd + plen]
                 staged = True
@@ -395,62 +375,10 @@ class HostQueue(_QueueEngine):
             events += _QueueEngine.buffer_updated(self, 0)
         return events
 
-    def _fill_plan(self) -> None:
-        """Where the next receive of the payload being filled goes (staging is empty): the
-        read's own buffer, and staging's header window after it, while at least
-        ``DIRECT_MIN`` of it is missing; else staging alone (``get_buffer()``)."""
-        pos = self._fill_pos
-        end = self._fill_end
-        if end - pos >= DIRECT_MIN:
-            fr = self.framer
-            self._fill_direct = fr.in_place = True
-            self.payload_buffers = [self._fill.read[pos:end], fr.get_buffer()]
-        else:
-            self._fill_direct = False
-            self.payload_buffers = None
-
-    def _fill_buffer(self, sizehint: int = -1) -> memoryview:
-        """``get_buffer`` while the lane receives a payload in place: the rest of the read's
-        own buffer, or staging once the rest is small (as the framer does with its payloads:
-        see ``DIRECT_MIN``), so that the PDUs after it come in the same receive."""
-        pos = self._fill_pos
-        end = self._fill_end
-        if end - pos >= DIRECT_MIN:
-            self._fill_direct = self.framer.in_place = True
-            return self._fill.read[pos:end]
-        self._fill_direct = False
-        return self.framer.get_buffer()
-
-    def _fill_updated(self, nbytes: int) -> list:
-        """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer or into
-        ``payload_buffers``: the payload advanced, and, once whole, the read completed when
-        SUCCESS ends it. Bytes received into staging beyond the payload are left there for the
-        lane."""
-        cmd = self._fill
-        pos = self._fill_pos
-        end = self._fill_end
-        fr = self.framer
-        if self._fill_direct:
-            if nbytes > end - pos:  # (payload_buffers) the rest went to staging after it
-                fr.at_header(nbytes - (end - pos))
-                pos = end
-            else:
-                pos += nbytes
-        else:
-            fr.at_header(nbytes)  # (staging was empty: the framer is idle, between PDUs)
-            rd = fr.rd
-            k = min(nbytes, end - pos)
-            cmd.read[pos:pos + k] = fr.view[rd:rd + k]
-            fr.rd = rd + k
-            pos += k
-        self._fill_pos = pos
-        if pos != end:
-            self._fill_plan()
-            return []
-        self._fill = self.payload_buffers = None
-        self.get_buffer = fr.get_buffer
+    def _filled(self, cmd: _Command, end: int, last: bool) -> list:
+        """The payload the lane filled is whole: the read completes when SUCCESS ended it."""
         cmd.received = cmd.sink_offset = end
-        if not self._fill_success:
+        if not last:
             return []
         cid = cmd.cid
         del self._cmds[cid]

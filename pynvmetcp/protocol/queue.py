@@ -14,7 +14,7 @@ import enum
 from ..errors import ProtocolError
 from ..spec.opcodes import SglId
 from ..wire import codec
-from ..wire.framer import Framer
+from ..wire.framer import DIRECT_MIN, Framer
 from .events import PeerTerminated, ProtocolFailure
 
 
@@ -45,6 +45,20 @@ class _QueueEngine:
         self.outbox: list = []
         self.hdgst = False
         self.ddgst = False
+        # A data PDU whose header an engine's lane took and whose payload it receives in place
+        # (``_fill_begin``): the command, its buffer, where the next bytes go and where the
+        # PDU's data ends, whether the PDU ends the command's data, and whether the next bytes
+        # go to the buffer first (``_fill_plan``).
+        self._fill: object = None
+        self._fill_into: memoryview | None = None
+        self._fill_pos = self._fill_end = 0
+        self._fill_last = self._fill_direct = False
+        #: While a lane receives a large payload in place: the rest of its buffer and staging
+        #: after it, for a transport that can receive into several buffers at once
+        #: (``recvmsg_into``) to use instead of ``get_buffer()``, then ``buffer_updated`` as
+        #: usual. One receive then ends a payload and brings the PDUs after it (the next
+        #: command's header with its payload's start), where ``get_buffer()`` needs two.
+        self.payload_buffers: list | None = None
 
     # ---- transport side ----
     def buffer_updated(self, nbytes: int) -> list:
@@ -69,6 +83,88 @@ class _QueueEngine:
         if failure is not None and self.state is not _TERMINATED:
             events.append(self._fatal(failure))
         return events
+
+    # ---- payloads a lane receives in place ----
+    def _fill_begin(self, cmd: object, into: memoryview, datao: int, end: int, last: bool,
+                    at: int) -> None:
+        """A lane took the header of a data PDU carrying ``into[datao:end]`` that the receive
+        ended inside, its payload beginning at staging offset ``at``: what came is copied to
+        ``into`` and staging emptied; the rest is received straight into ``into``
+        (``get_buffer`` hands it out; the lane's turn ends with ``_fill_plan()``). Once whole,
+        ``_filled`` says what it means; ``last``: the PDU ends the command's data."""
+        fr = self.framer
+        have = datao + fr.wr - at
+        into[datao:have] = fr.view[at:fr.wr]
+        fr.rd = fr.wr
+        self._fill = cmd
+        self._fill_into = into
+        self._fill_pos = have
+        self._fill_end = end
+        self._fill_last = last
+        self.get_buffer = self._fill_buffer
+
+    def _fill_plan(self) -> None:
+        """Where the next receive of the payload being filled goes (staging is empty): its own
+        buffer, and staging's header window after it, while at least ``DIRECT_MIN`` of it is
+        missing; else staging alone (``get_buffer()``)."""
+        pos = self._fill_pos
+        end = self._fill_end
+        if end - pos >= DIRECT_MIN:
+            fr = self.framer
+            self._fill_direct = fr.in_place = True
+            self.payload_buffers = [self._fill_into[pos:end], fr.get_buffer()]
+        else:
+            self._fill_direct = False
+            self.payload_buffers = None
+
+    def _fill_buffer(self, sizehint: int = -1) -> memoryview:
+        """``get_buffer`` while a lane receives a payload in place: the rest of its buffer, or
+        staging once the rest is small (as the framer does with its payloads: see
+        ``DIRECT_MIN``), so that the PDUs after it come in the same receive."""
+        pos = self._fill_pos
+        end = self._fill_end
+        if end - pos >= DIRECT_MIN:
+            self._fill_direct = self.framer.in_place = True
+            return self._fill_into[pos:end]
+        self._fill_direct = False
+        return self.framer.get_buffer()
+
+    def _fill_updated(self, nbytes: int) -> list:
+        """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer or into
+        ``payload_buffers``: the payload advanced, and, once whole, ``_filled``'s events. Bytes
+        received into staging beyond the payload are left there for the lane."""
+        pos = self._fill_pos
+        end = self._fill_end
+        fr = self.framer
+        if self._fill_direct:
+            if nbytes > end - pos:  # (payload_buffers) the rest went to staging after it
+                fr.at_header(nbytes - (end - pos))
+                pos = end
+            else:
+                pos += nbytes
+        else:
+            fr.at_header(nbytes)  # (staging was empty: the framer is idle, between PDUs)
+            rd = fr.rd
+            k = min(nbytes, end - pos)
+            self._fill_into[pos:pos + k] = fr.view[rd:rd + k]
+            fr.rd = rd + k
+            pos += k
+        self._fill_pos = pos
+        if pos != end:
+            self._fill_plan()
+            return []
+        cmd = self._fill
+        self._fill_dropped()
+        return self._filled(cmd, end, self._fill_last)
+
+    def _fill_dropped(self) -> None:
+        """No payload is being filled (any longer)."""
+        self._fill = self._fill_into = self.payload_buffers = None
+        self.get_buffer = self.framer.get_buffer
+
+    def _filled(self, cmd, end: int, last: bool) -> list:  # pragma: no cover - abstract
+        """The events of a filled payload: ``cmd``'s data is whole up to ``end``."""
+        raise NotImplementedError
 
     def receive(self, data) -> list:
         """Feed received bytes (any segmentation); returns events."""
