@@ -38,6 +38,9 @@ _pack_c2h_whole = codec.PLAIN_C2H.pack
 _pack_resp_ok = codec.PLAIN_RESP.pack  # with DW0, DW1 and status 0
 _PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
 _C2H_LAST, _C2H_LAST_SUCCESS = codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS
+_unpack_h2c = codec.PLAIN_XFER.unpack_from
+_H2C_LAST = codec.H2C_HEAD_LAST
+_PLAIN_H2C = frozenset((codec.H2C_HEAD, _H2C_LAST))
 #: Answers up to this many data bytes are joined into one buffer: copying 4 KiB costs less than
 #: a gathered send of three pieces; larger ones are sent as they are.
 _JOIN_MAX = 16384
@@ -178,19 +181,67 @@ class ControllerQueue(_QueueEngine):
         as the C2HData and CapsuleResp ``complete`` would build. Anything else, or anything
         the target's checks would refuse, stops the lane where it is and the full path takes
         over from that byte on, so what the lane does not answer is answered exactly as
-        before (tests/target/test_read_lane.py compares the two byte for byte)."""
+        before (tests/target/test_read_lane.py compares the two byte for byte).
+
+        A Write's data comes through the lane too: a plain H2CData that ``_h2c_data`` would
+        take is checked by value, and copied into the command's buffer when whole in staging;
+        when a receive ended inside it, it waits there if small (``Framer.waits``), else the
+        rest of its payload is received in place (``_fill_begin``), as the host's lane does
+        with a large read's. The framer's way for it was a PDU record, the data sink and
+        ``_handle``: about fifteen Python calls per 128 KiB write
+        (tests/target/test_write_lane.py compares the two)."""
         lane = self.read_lane
         fr = self.framer
+        if self._fill is not None:
+            events = self._fill_updated(nbytes)
+            if fr.rd == fr.wr:
+                return events
+            nbytes = 0  # the bytes after the payload are in staging, accounted
+        else:
+            events = []
         if lane is None or self.state is not _LIVE or not fr.at_header(nbytes):
-            return _QueueEngine.buffer_updated(self, nbytes)
+            return events + _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
+        view = fr.view
         rd = fr.rd
         wr = fr.wr
         cmds = self._cmds
+        ttags = self._ttags
         out = self.outbox
         limit = self._lane_limit
+        staged = waiting = False
         try:
-            while wr - rd >= 72:
+            while wr - rd >= 24:
+                if buf[rd] == T_H2C_DATA:  # a Write's data: _h2c_data's checks by value
+                    head, plen, cccid, ttag, datao, datal = _unpack_h2c(buf, rd)
+                    cmd = ttags.get(ttag)
+                    if (head not in _PLAIN_H2C or datal != plen - 24 or not datal
+                            or datal > self.maxh2cdata or cmd is None or cmd.cid != cccid
+                            or datao != cmd.received):
+                        break
+                    into = cmd.buf
+                    end = datao + datal
+                    last = end == len(into)
+                    if end > len(into) or (head == _H2C_LAST) != last:
+                        break
+                    if wr - rd < plen:  # not whole yet (a receive ended inside it)
+                        waiting = fr.waits(plen, wr - rd)
+                        if not waiting:  # the rest is received in place, by the lane
+                            self._fill_begin(cmd, into, datao, end, last, rd + 24)
+                            rd = wr
+                        break
+                    into[datao:end] = view[rd + 24:rd + plen]
+                    rd += plen
+                    staged = True
+                    cmd.received = cmd.sink_offset = end
+                    if last:
+                        fr.rd = rd  # (the target runs the Write now: its bytes are taken)
+                        event = self._data_done(cmd)
+                        if event is not None:
+                            events.append(event)
+                    continue
+                if wr - rd < 72:
+                    break
                 head, op, cid, nsid, length, sgl_id, slba, nlb = _unpack_lane(buf, rd)
                 if (head != _PLAIN_CAPSULE or op != _READ_SGL or sgl_id != _SGL_TRANSPORT
                         or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
@@ -211,9 +262,14 @@ class ControllerQueue(_QueueEngine):
                     out += answer
         finally:  # what the lane answered is consumed, even if the target's call raised
             fr.rd = rd
-        if rd == wr:
-            return []
-        return _QueueEngine.buffer_updated(self, 0)
+        if staged or waiting:  # payloads come through staging: receive into all of it
+            fr.in_place = False
+        if self._fill is not None:  # (begun in this turn: it took every byte received)
+            self._fill_plan()
+            return events
+        if rd == wr or waiting:
+            return events
+        return events + _QueueEngine.buffer_updated(self, 0)
 
     def _handle(self, pdu):
         t = pdu.pdu_type
@@ -359,6 +415,10 @@ class ControllerQueue(_QueueEngine):
             cmd.ddgst_bad = True
         if end < len(cmd.buf):
             return None
+        return self._data_done(cmd)
+
+    def _data_done(self, cmd: _Command) -> CommandReceived | None:
+        """All of a Write's data is in: the command goes to the target."""
         self._ttags.pop(cmd.ttag, None)
         cmd.ttag = -1
         if cmd.ddgst_bad:  # the data is unusable; the host may retry (no DNR)
@@ -366,6 +426,13 @@ class ControllerQueue(_QueueEngine):
             return None
         return self._received(cmd.cid, cmd.sqe, cmd.buf, 0)
 
+    def _filled(self, cmd: _Command, end: int, last: bool) -> list:
+        """The H2CData payload the lane filled is whole; with the last, the Write goes on."""
+        cmd.received = cmd.sink_offset = end
+        event = self._data_done(cmd) if last else None
+        return [] if event is None else [event]
+
     def _on_terminated(self, reason: str) -> None:
         self._cmds.clear()
         self._ttags.clear()
+        self._fill_dropped()

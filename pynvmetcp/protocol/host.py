@@ -45,7 +45,7 @@ _F_SUCCESS = PduFlags.SUCCESS
 # PLAIN_* layouts); a C2HData's first four bytes as one int (flags 0, LAST_PDU, or
 # LAST_PDU|SUCCESS), then PLEN and the PSH.
 _unpack_resp = codec.PLAIN_RESP.unpack_from
-_unpack_c2h = struct.Struct("<IIHHII").unpack_from
+_unpack_c2h = codec.PLAIN_XFER.unpack_from
 _PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
 _C2H_SUCCESS = codec.C2H_HEAD_LAST_SUCCESS
 _PLAIN_C2H = frozenset((int.from_bytes(bytes((T_C2H_DATA, 0, 24, 24)), "little"),

@@ -44,6 +44,10 @@ PLAIN_C2H = struct.Struct("<IIH6xI4x")
 C2H_HEAD_LAST, C2H_HEAD_LAST_SUCCESS = (
     int.from_bytes(bytes((T_C2H_DATA, flags, 24, 24)), "little")
     for flags in (PduFlags.LAST_PDU, PduFlags.LAST_PDU | PduFlags.SUCCESS))
+#: A C2HData or H2CData: head, PLEN, CCCID, TTAG, DATAO, DATAL.
+PLAIN_XFER = struct.Struct("<IIHHII")
+H2C_HEAD, H2C_HEAD_LAST = (int.from_bytes(bytes((T_H2C_DATA, flags, 24, 24)), "little")
+                           for flags in (0, PduFlags.LAST_PDU))
 
 _ZEROS = bytes(128)
 

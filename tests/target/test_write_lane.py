@@ -1,0 +1,205 @@
+"""A Write's data through the target's lane must never change what the queue does.
+
+``ControllerQueue.buffer_updated`` takes a plain H2CData by value: whole in staging it is copied
+into the command's buffer; cut by a receive it waits in staging when small, else the rest of its
+payload is received in place (``payload_buffers`` or ``get_buffer()``). Everything the checks
+refuse stops the lane at that byte and goes the full path (framer → PDU record → ``_h2c_data``),
+which decides and reports it. Here an engine with the lane and one without get the same Write
+capsules and data — well-formed, in several PDUs, and broken in each field the lane reads — in
+the same random pieces, and must send the same bytes in the same order, hand the target the
+same commands with the same data, and end in the same state. (Not after every piece: where the
+full path receives a payload's end through the framer's small header window, the lane waits with
+the PDU in staging and then receives into all of it, so it may take the PDUs after it sooner.)
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pynvmetcp.protocol import CommandReceived, ControllerQueue, QueueState
+from pynvmetcp.spec.opcodes import NvmOpcode, SglId
+from pynvmetcp.spec.sqe import PSDT_SGL
+from pynvmetcp.wire import codec
+
+CAPSULE = struct.Struct("<BBBBIBBHI16xQI3xBQH14x")  # as tests/target/test_read_lane.py
+XFER = codec.XFER
+MAXH2CDATA = 65536
+SIZES = (512, 4096, 20000, 40000, 65536, 150000)  # a Write's bytes; above 64 KiB: two PDUs
+_BYTES = bytes(range(251))  # a prime length: each command's data differs from the others'
+
+
+def _data(cid: int, size: int) -> bytes:
+    start = cid * 37 % 251
+    return (_BYTES[start:] + _BYTES * (size // 251 + 1))[:size]
+
+
+def _write(cid: int, size: int) -> bytes:
+    return CAPSULE.pack(4, 0, 72, 0, 72, NvmOpcode.WRITE, PSDT_SGL, cid, 1, 0, size,
+                        SglId.TRANSPORT_DATA_BLOCK, cid * 512, size // 512 - 1 if size >= 512
+                        else 0)
+
+
+def _h2c(cid: int, ttag: int, offset: int, data: bytes, flags: int, *, pdo: int = 24,
+         datal: int | None = None) -> bytes:
+    n = len(data) if datal is None else datal
+    return XFER.pack(6, flags, 24, pdo, pdo + len(data), cid, ttag, offset, n) + bytes(
+        pdo - 24) + data
+
+
+# Variants of a Write's data: 0 in PDUs of MAXH2CDATA, LAST on the final one; 1 in two PDUs
+# split at an odd byte; 2 an unknown TTAG; 3 another command's CCCID; 4 a wrong DATAO; 5 beyond
+# the R2T; 6 LAST missing at the end; 7 LAST before the end; 8 a reserved flag bit; 9 PDO 28;
+# 10 DATAL ≠ PLEN − 24; 11 more than MAXH2CDATA in one PDU; 12 no data.
+VARIANTS = 13
+
+
+def _data_pdus(cid: int, ttag: int, data: bytes, variant: int) -> bytes:
+    n = len(data)
+    if variant == 0:
+        return b"".join(_h2c(cid, ttag, off, data[off:off + MAXH2CDATA],
+                             0x04 if off + MAXH2CDATA >= n else 0)
+                        for off in range(0, n, MAXH2CDATA))
+    if variant == 1 and n <= 2 * MAXH2CDATA - 2:
+        cut = max(1, min(n // 2 + 1, MAXH2CDATA))
+        return _h2c(cid, ttag, 0, data[:cut], 0) + _h2c(cid, ttag, cut, data[cut:], 0x04)
+    data = data[:MAXH2CDATA]  # the broken ones: one PDU, its fields as the variant says
+    whole = 0x04 if len(data) == n else 0
+    if variant == 2:
+        return _h2c(cid, 0x7777, 0, data, whole)
+    if variant == 3:
+        return _h2c(cid ^ 0x100, ttag, 0, data, whole)
+    if variant == 4:
+        return _h2c(cid, ttag, 512, data, whole)
+    if variant == 5:
+        return _h2c(cid, ttag, 0, data + b"\x01" * 512, whole)
+    if variant == 6:
+        return _h2c(cid, ttag, 0, data, 0)
+    if variant == 7:
+        return _h2c(cid, ttag, 0, data[:len(data) // 2], 0x04)
+    if variant == 8:
+        return _h2c(cid, ttag, 0, data, whole | 0x40)
+    if variant == 9:
+        return _h2c(cid, ttag, 0, data, whole, pdo=28)
+    if variant == 10:
+        return _h2c(cid, ttag, 0, data, whole, datal=len(data) - 4)
+    if variant == 11:
+        return _h2c(cid, ttag, 0, _data(cid, MAXH2CDATA + 512), whole)
+    return _h2c(cid, ttag, 0, b"", whole)
+
+
+def _engine(lane: bool) -> tuple[ControllerQueue, list]:
+    """A live I/O queue whose target records each command with its data and succeeds."""
+    q = ControllerQueue(maxh2cdata=MAXH2CDATA)
+    q.receive(codec.ic_req())
+    q.data_to_send()
+    q.configure(1, 127)
+    seen: list = []
+
+    def run(cid, sqe, data, c2h_length):
+        seen.append((cid, bytes(sqe), None if data is None else bytes(data), c2h_length))
+        q.complete(cid, 0)
+
+    q.on_command = run
+    if lane:
+        assert q.open_read_lane(lambda nsid, slba, nlb, length: None)
+    return q, seen
+
+
+def _feed(q: ControllerQueue, data: bytes, sizes: list[int], scatter: bool) -> bytes:
+    """``data`` received in pieces of ``sizes`` (then whatever the buffers take); the bytes
+    sent."""
+    out, pos, pieces = [], 0, iter(sizes)
+    while pos < len(data) and q.state is not QueueState.TERMINATED:
+        plan = (q.payload_buffers if scatter else None) or [q.get_buffer()]
+        n = min(sum(map(len, plan)), len(data) - pos, next(pieces, len(data)))
+        rest = memoryview(data)[pos:pos + n]
+        for buf in plan:
+            k = min(len(buf), len(rest))
+            buf[:k] = rest[:k]
+            rest = rest[k:]
+        events = q.buffer_updated(n)
+        assert not [e for e in events if type(e) is CommandReceived]  # they ran (on_command)
+        out.append(b"".join(bytes(b) for b in q.data_to_send()))
+        pos += n
+    return b"".join(out)
+
+
+def _compare(writes: list[tuple[int, int]], sizes: list[int], scatter: bool) -> None:
+    """Write capsules (size index, variant) sent first, their data after, in that order."""
+    stream = b"".join(_write(cid, SIZES[k]) for cid, (k, _) in enumerate(writes))
+    stream += b"".join(_data_pdus(cid, ttag, _data(cid, SIZES[k]), variant)
+                       for ttag, (cid, (k, variant)) in enumerate(enumerate(writes)))
+    laned, laned_seen = _engine(True)
+    plain, plain_seen = _engine(False)
+    assert _feed(laned, stream, sizes, scatter) == _feed(plain, stream, sizes, False)
+    assert laned_seen == plain_seen
+    assert (laned.state, laned.sqhd, laned.outstanding, sorted(laned._ttags)) == (
+        plain.state, plain.sqhd, plain.outstanding, sorted(plain._ttags))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(writes=st.lists(st.tuples(st.integers(0, len(SIZES) - 1),
+                                 st.sampled_from([0] * 6 + [1] * 3 + list(range(2, VARIANTS)))),
+                       min_size=1, max_size=4),
+       sizes=st.lists(st.integers(1, 70000), max_size=12), scatter=st.booleans())
+def test_the_lane_and_the_full_path_agree_on_write_data(writes, sizes, scatter):
+    _compare(writes, sizes, scatter)
+
+
+@pytest.mark.parametrize("variant", range(VARIANTS))
+@pytest.mark.parametrize("size", SIZES)
+def test_every_write_data_variant_agrees(size, variant):
+    """Each variant of a Write's data, good or broken in one field, after a good Write's, cut
+    after its header, inside its payload, and not at all."""
+    capsules = 72 * 2 + 24 + 512
+    for sizes in ([capsules], [capsules + 24], [capsules + 24 + 5000, 30000], []):
+        _compare([(0, 0), (SIZES.index(size), variant)], sizes, False)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("cut", [1, 23, 24, 25, 100, 4096, 9000, -1, -100, -8191, -8192])
+@pytest.mark.parametrize("scatter", [False, True])
+def test_write_data_cut_anywhere_agrees(size, cut, scatter):
+    """One well-formed Write after a small one, its data's first receive cut at ``cut`` (a
+    negative cut: that many bytes before the end of its first H2CData)."""
+    capsules = 72 * 2 + 24 + 512
+    first = capsules + 24 + min(size, MAXH2CDATA)
+    _compare([(0, 0), (SIZES.index(size), 0)],
+             [capsules + cut if cut > 0 else first + cut, 4096], scatter)
+
+
+def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch):
+    """The lane really takes it (else the comparisons above prove nothing): a 128 KiB Write's
+    data in two PDUs, cut after each header, goes into the command's own buffer with no PDU
+    record made and no H2CData handled the full way."""
+    q, seen = _engine(True)
+    monkeypatch.setattr(ControllerQueue, "_h2c_data",
+                        lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+    q.framer.data_sink = lambda *a: (_ for _ in ()).throw(AssertionError("full path taken"))
+    data = _data(3, 128 << 10)
+    q.receive(_write(3, 128 << 10))
+    r2t = b"".join(bytes(b) for b in q.data_to_send())
+    assert r2t[0] == 9 and XFER.unpack_from(r2t)[6] == 0  # an R2T with TTAG 0
+    pdus = _data_pdus(3, 0, data, 0)
+    first = len(_h2c(3, 0, 0, data[:MAXH2CDATA], 0))
+    in_place = []
+    for piece in (pdus[:30], pdus[30:first + 10], pdus[first + 10:]):
+        while piece:
+            plan = q.payload_buffers or [q.get_buffer()]
+            in_place.append(plan[0].obj is not q.framer.staging)
+            n = min(sum(map(len, plan)), len(piece))
+            rest = piece[:n]
+            for buf in plan:
+                k = min(len(buf), len(rest))
+                buf[:k] = rest[:k]
+                rest = rest[k:]
+            q.buffer_updated(n)
+            piece = piece[n:]
+    (cid, _, got, _), = seen
+    assert cid == 3 and got == data and any(in_place)
+    assert q.payload_buffers is None and q.get_buffer == q.framer.get_buffer
+    resp = b"".join(bytes(b) for b in q.data_to_send())
+    assert resp[0] == 5 and struct.unpack_from("<HH", resp, 20) == (3, 0)  # its success
