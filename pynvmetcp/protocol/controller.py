@@ -47,6 +47,7 @@ _JOIN_MAX = 16384
 _join = b"".join
 _READ = int(NvmOpcode.READ)
 _READ_SGL = _READ | PSDT_SGL << 8
+_WRITE_SGL = int(NvmOpcode.WRITE) | PSDT_SGL << 8
 
 #: The target's side of the read lane: (nsid, slba, nlb as in the SQE, byte length) → the data
 #: of a Read that would succeed, or None for the full path to decide (and report).
@@ -183,7 +184,8 @@ class ControllerQueue(_QueueEngine):
         over from that byte on, so what the lane does not answer is answered exactly as
         before (tests/target/test_read_lane.py compares the two byte for byte).
 
-        A Write's data comes through the lane too: a plain H2CData that ``_h2c_data`` would
+        A plain Write with a transport SGL is answered here with its R2T, and its data comes
+        through the lane too: a plain H2CData that ``_h2c_data`` would
         take is checked by value, and copied into the command's buffer when whole in staging;
         when a receive ended inside it, it waits there if small (``Framer.waits``), else the
         rest of its payload is received in place (``_fill_begin``), as the host's lane does
@@ -243,8 +245,16 @@ class ControllerQueue(_QueueEngine):
                 if wr - rd < 72:
                     break
                 head, op, cid, nsid, length, sgl_id, slba, nlb = _unpack_lane(buf, rd)
-                if (head != _PLAIN_CAPSULE or op != _READ_SGL or sgl_id != _SGL_TRANSPORT
-                        or not 0 < length <= limit or cid in cmds or len(cmds) >= self.depth):
+                if (head != _PLAIN_CAPSULE or sgl_id != _SGL_TRANSPORT or cid in cmds
+                        or len(cmds) >= self.depth):
+                    break
+                if op == _WRITE_SGL:  # its data is asked for at once (_capsule's way)
+                    if not 0 < length <= self.max_transfer:
+                        break
+                    rd += 72
+                    self._solicit(cid, bytes(view[rd - 64:rd]), length)
+                    continue
+                if op != _READ_SGL or not 0 < length <= limit:
                     break
                 data = lane(nsid, slba, nlb, length)
                 if data is None:
@@ -353,12 +363,16 @@ class ControllerQueue(_QueueEngine):
             return self._received(cid, sqe, None, length)
         if direction != 1:  # bidirectional transfers are not defined on NVMe/TCP
             return self._reject(cid, _status(SC_SGL_INVALID_TYPE))
+        self._solicit(cid, sqe, length)
+        return None
+
+    def _solicit(self, cid: int, sqe: bytes, length: int) -> None:
+        """A host-to-controller transfer's data is asked for with one R2T for all of it."""
         cmd = _Command(cid, sqe, buf=memoryview(bytearray(length)))
         cmd.ttag = self._alloc_ttag()
         self._cmds[cid] = cmd
         self._ttags[cmd.ttag] = cmd
         self.outbox.extend(codec.r2t(cid, cmd.ttag, 0, length, hdgst=self.hdgst))
-        return None
 
     def _received(self, cid: int, sqe: bytes, data, c2h_length: int) -> CommandReceived | None:
         """A command is ready: to ``on_command`` at once, else as an event."""

@@ -173,11 +173,12 @@ def test_write_data_cut_anywhere_agrees(size, cut, scatter):
 
 def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch):
     """The lane really takes it (else the comparisons above prove nothing): a 128 KiB Write's
-    data in two PDUs, cut after each header, goes into the command's own buffer with no PDU
-    record made and no H2CData handled the full way."""
+    capsule is answered with its R2T, and its data in two PDUs, cut after each header, goes
+    into the command's own buffer, with no PDU record made and nothing handled the full way."""
     q, seen = _engine(True)
-    monkeypatch.setattr(ControllerQueue, "_h2c_data",
-                        lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+    for name in ("_capsule", "_h2c_data"):
+        monkeypatch.setattr(ControllerQueue, name,
+                            lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
     q.framer.data_sink = lambda *a: (_ for _ in ()).throw(AssertionError("full path taken"))
     data = _data(3, 128 << 10)
     q.receive(_write(3, 128 << 10))
