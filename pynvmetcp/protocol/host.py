@@ -48,6 +48,7 @@ _unpack_resp = codec.PLAIN_RESP.unpack_from
 _unpack_c2h = codec.PLAIN_XFER.unpack_from
 _PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
 _C2H_SUCCESS = codec.C2H_HEAD_LAST_SUCCESS
+_R2T_HEAD = codec.R2T_HEAD
 _PLAIN_C2H = frozenset((int.from_bytes(bytes((T_C2H_DATA, 0, 24, 24)), "little"),
                         codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS))
 #: A Completion made without its generated __new__ (a Python frame per completion).
@@ -280,7 +281,7 @@ class HostQueue(_QueueEngine):
 
         On a link without digests or padding, the PDUs that end a read or any command — a
         C2HData whose payload is already in staging, a CapsuleResp — are checked by value and
-        completed here, without the framer's PDU records and the dispatch between them: at
+        completed here (and an R2T answered with its H2CData), without the framer's PDU records and the dispatch between them: at
         queue depth 1 those layers were most of the host's Python work per read. The checks are
         ``_c2h_data``'s and ``_response``'s; where one fails, or another PDU comes, the lane
         stops at that byte and the full path takes over, so it decides (and reports) every
@@ -363,6 +364,15 @@ class HostQueue(_QueueEngine):
                     status = 0
                 events.append(_completion((cid, status, dw0, dw1, sqhd, sqid, read,
                                            cmd.context)))
+            elif t == T_R2T:  # a Write's data asked for: _r2t's checks by value
+                head, plen, cid, ttag, r2to, r2tl = _unpack_c2h(buf, rd)
+                cmd = cmds.get(cid)
+                if (head != _R2T_HEAD or plen != 24 or cmd is None or cmd.write is None
+                        or cmd.in_capsule or not r2tl or r2to != cmd.sent
+                        or r2to + r2tl > len(cmd.write)):
+                    break
+                rd += 24
+                self._send_data(cmd, ttag, r2to, r2to + r2tl)
             else:
                 break
         fr.rd = rd
@@ -584,10 +594,14 @@ class HostQueue(_QueueEngine):
         if end > len(cmd.write):
             raise ProtocolError("R2T beyond the command's data", Fes.DATA_TRANSFER_OUT_OF_RANGE,
                                 16, hdr)
-        off = pdu.r2to
+        self._send_data(cmd, pdu.ttag, pdu.r2to, end)
+
+    def _send_data(self, cmd: _Command, ttag: int, off: int, end: int) -> None:
+        """The H2CData PDUs answering an R2T for ``cmd``'s data ``[off, end)``, split by
+        MAXH2CDATA, LAST_PDU on the final one."""
         while off < end:
             n = min(self.maxh2cdata, end - off)
-            self.outbox.extend(codec.h2c_data(cmd.cid, pdu.ttag, off, cmd.write[off:off + n],
+            self.outbox.extend(codec.h2c_data(cmd.cid, ttag, off, cmd.write[off:off + n],
                                             last=off + n == end, hdgst=self.hdgst,
                                             ddgst=self.ddgst, pda=self.cpda))
             off += n

@@ -48,6 +48,8 @@ C2H_HEAD_LAST, C2H_HEAD_LAST_SUCCESS = (
 PLAIN_XFER = struct.Struct("<IIHHII")
 H2C_HEAD, H2C_HEAD_LAST = (int.from_bytes(bytes((T_H2C_DATA, flags, 24, 24)), "little")
                            for flags in (0, PduFlags.LAST_PDU))
+#: An R2T (PLAIN_XFER's layout: DATAO and DATAL are R2TO and R2TL; PLEN 24).
+R2T_HEAD = int.from_bytes(bytes((T_R2T, 0, 24, 0)), "little")
 
 _ZEROS = bytes(128)
 

@@ -419,3 +419,51 @@ def test_submit_keeps_a_view_of_its_own_of_the_callers_buffer():
     p.ctrl.complete(cid, data=_pattern(4096, 5))
     done, = p.to_host()
     assert done.status == 0 and bytes(buf) == _pattern(4096, 5)
+
+
+# R2T variants for a Write of WRITE bytes: 0 all of it; 1 in two R2Ts; 2 an unknown CCCID;
+# 3 R2TL 0; 4 a wrong R2TO; 5 beyond the data; 6 a nonzero flag; 7 PLEN 28; 8 for the read;
+# 9 for a Write whose data went in its capsule.
+WRITE = 20480
+R2T = codec.XFER
+
+
+def _r2ts(write_cid: int, read_cid: int, small_cid: int, variant: int) -> bytes:
+    def r2t(cid, off, n, flags=0, plen=24):
+        return R2T.pack(9, flags, 24, 0, plen, cid, 7, off, n) + bytes(plen - 24)
+    half = WRITE // 2 + 2
+    return [r2t(write_cid, 0, WRITE), r2t(write_cid, 0, half) + r2t(write_cid, half,
+                                                                      WRITE - half),
+            r2t(0x7777, 0, WRITE), r2t(write_cid, 0, 0), r2t(write_cid, 512, WRITE - 512),
+            r2t(write_cid, 0, WRITE + 4), r2t(write_cid, 0, WRITE, flags=0x04),
+            r2t(write_cid, 0, WRITE, plen=28), r2t(read_cid, 0, 4096),
+            r2t(small_cid, 0, 512)][variant]
+
+
+@pytest.mark.parametrize("variant", range(10))
+@pytest.mark.parametrize("cut", [None, 1, 23, 24, 30])
+def test_the_lane_answers_an_r2t_as_the_full_path(variant, cut, monkeypatch):
+    """A Write's R2T, good or broken in one field the lane reads, after a read's answer: the
+    same H2CData (or TermReq), events and state on both ways, and a good one really taken by
+    the lane."""
+    out = []
+    for cls in (HostQueue, FullPath):
+        q = _live(cls, False)
+        data = _pattern(WRITE, 9)
+        rbuf = bytearray(4096)
+        rcid = q.submit(C.read(1, 0, 8), read_into=rbuf)
+        wcid = q.submit(C.write(1, 64, WRITE // 512), write=data)
+        scid = q.submit(C.write(1, 128, 1), write=bytes(512))
+        assert q._cmds[scid].in_capsule and not q._cmds[wcid].in_capsule
+        q.data_to_send()
+        stream = (_c2h(rcid, 0, _pattern(4096, 1)) + codec.encode(codec.capsule_resp(rcid, sqid=1))
+                  + _r2ts(wcid, rcid, scid, variant))
+        with monkeypatch.context() as mp:
+            if cls is HostQueue and variant in (0, 1):
+                mp.setattr(HostQueue, "_r2t",
+                           lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+            cuts = [4144 + cut] if cut else []
+            events = _seen(_feed(q, stream, cuts))
+        out.append((events, [bytes(b) for b in q.data_to_send()], q.state, sorted(q._cmds),
+                    q._cmds[wcid].sent if wcid in q._cmds else None))
+    assert out[0] == out[1]
