@@ -59,6 +59,7 @@ class SyncQueue:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                         struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
         q = cls(sock, engine, timeout)
+        engine.scatter = True  # _receive takes engine.payload_buffers
         engine.initiate()
         with q.lock:
             q._flush()

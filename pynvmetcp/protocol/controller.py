@@ -275,7 +275,8 @@ class ControllerQueue(_QueueEngine):
         if staged or waiting:  # payloads come through staging: receive into all of it
             fr.in_place = False
         if self._fill is not None:  # (begun in this turn: it took every byte received)
-            self._fill_plan()
+            if self.scatter:
+                self._fill_plan()
             return events
         if rd == wr or waiting:
             return events

@@ -58,7 +58,9 @@ class _QueueEngine:
         #: (``recvmsg_into``) to use instead of ``get_buffer()``, then ``buffer_updated`` as
         #: usual. One receive then ends a payload and brings the PDUs after it (the next
         #: command's header with its payload's start), where ``get_buffer()`` needs two.
+        #: Offered only when the transport says it takes them (``scatter``).
         self.payload_buffers: list | None = None
+        self.scatter = False
 
     # ---- transport side ----
     def buffer_updated(self, nbytes: int) -> list:
@@ -90,7 +92,8 @@ class _QueueEngine:
         """A lane took the header of a data PDU carrying ``into[datao:end]`` that the receive
         ended inside, its payload beginning at staging offset ``at``: what came is copied to
         ``into`` and staging emptied; the rest is received straight into ``into``
-        (``get_buffer`` hands it out; the lane's turn ends with ``_fill_plan()``). Once whole,
+        (``get_buffer`` hands it out; the lane's turn ends with ``_fill_plan()`` for a
+        transport that takes ``payload_buffers``). Once whole,
         ``_filled`` says what it means; ``last``: the PDU ends the command's data."""
         fr = self.framer
         have = datao + fr.wr - at
@@ -151,7 +154,8 @@ class _QueueEngine:
             pos += k
         self._fill_pos = pos
         if pos != end:
-            self._fill_plan()
+            if self.scatter:
+                self._fill_plan()
             return []
         cmd = self._fill
         self._fill_dropped()

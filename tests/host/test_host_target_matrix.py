@@ -57,10 +57,15 @@ def test_blocking_pipeline_depths(target, depth):
 
 
 class _CountingSocket:
-    """The queue's real socket, counting the system calls that send."""
+    """The queue's real socket, counting the system calls that send, and the receives into
+    several buffers."""
 
     def __init__(self, sock) -> None:
-        self.sock, self.sends = sock, 0
+        self.sock, self.sends, self.scatters = sock, 0, 0
+
+    def recvmsg_into(self, buffers, *args):
+        self.scatters += 1
+        return self.sock.recvmsg_into(buffers, *args)
 
     def sendmsg(self, buffers):
         self.sends += 1
@@ -92,6 +97,26 @@ def test_coalesced_sends(target):
         assert sock.sends == 5
         wait_until(lambda: counted.read_cmds == before + 8, 10, "the flushed reads")
         assert all(q.wait_any().status == 0 for _ in bufs)
+
+
+def test_large_reads_in_a_pipeline_end_in_the_engines_payload_buffers(target):
+    """128 KiB reads 8 deep: the lane receives each payload's rest into the read's buffer, and
+    the blocking queue takes the engine's ``payload_buffers`` (the rest, then staging), so a
+    receive can end one payload and bring the next header; every read's data is its own."""
+    datas = [os.urandom(128 << 10) for _ in range(4)]
+    with pynvmetcp.connect("127.0.0.1", target.port, NQN) as ctrl:
+        q = ctrl.io[0]
+        for i, d in enumerate(datas):
+            q.execute(Command(C.write(1, 60000 + i * 256, 256), write=d))
+        q.sock = sock = _CountingSocket(q.sock)
+        bufs = [bytearray(128 << 10) for _ in range(32)]
+        for i, b in enumerate(bufs):
+            q.submit(Command(C.read(1, 60000 + i % 4 * 256, 256), read_into=b))
+            if i >= 8:
+                assert q.wait_any().status == 0
+        assert all(q.wait_any().status == 0 for _ in range(8))
+    assert [bytes(b) for b in bufs] == datas * 8
+    assert sock.scatters > 0
 
 
 def test_asyncio_coalesced_sends(target):

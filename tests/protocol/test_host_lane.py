@@ -233,6 +233,7 @@ def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(si
     the framer, as in the test above). With ``scatter`` the receives use ``payload_buffers``
     where offered, as the blocking host does (recvmsg_into), else ``get_buffer()``."""
     lane, full = _live(HostQueue, False), _live(FullPath, False)
+    lane.scatter = scatter
     (big, lane_buf), = _submit_size(lane, size)
     (_, full_buf), = _submit_size(full, size)
     small = [(q.submit(C.read(1, 8, 8), read_into=bytearray(4096))) for q in (lane, full)]
@@ -253,7 +254,8 @@ def test_a_large_read_received_in_place_by_the_lane_agrees_with_the_full_path(si
         mp.setattr(lane.framer, "data_sink",
                    lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
         while pos < len(stream):
-            plan = (lane.payload_buffers if scatter else None) or [lane.get_buffer()]
+            assert scatter or lane.payload_buffers is None  # offered only when taken
+            plan = lane.payload_buffers or [lane.get_buffer()]
             in_place.append(plan[0].obj is lane_buf)
             n = min(sum(map(len, plan)), len(stream) - pos, next(pieces, len(stream)))
             _receive_into(plan, stream[pos:pos + n])
@@ -280,6 +282,7 @@ def test_one_receive_ends_a_large_payload_and_brings_what_follows():
     after it: one receive then ends the payload and takes the CapsuleResp and the next read's
     header (two with ``get_buffer()``, which is the read's buffer alone)."""
     q = _live(HostQueue, False)
+    q.scatter = True  # as the blocking host's queue says
     (big, buf), = _submit_size(q, 128 << 10)
     nxt = q.submit(C.read(1, 8, 8), read_into=bytearray(4096))
     q.data_to_send()

@@ -113,7 +113,8 @@ def _feed(q: ControllerQueue, data: bytes, sizes: list[int], scatter: bool) -> b
     sent."""
     out, pos, pieces = [], 0, iter(sizes)
     while pos < len(data) and q.state is not QueueState.TERMINATED:
-        plan = (q.payload_buffers if scatter else None) or [q.get_buffer()]
+        assert scatter or q.payload_buffers is None  # offered only when taken
+        plan = q.payload_buffers or [q.get_buffer()]
         n = min(sum(map(len, plan)), len(data) - pos, next(pieces, len(data)))
         rest = memoryview(data)[pos:pos + n]
         for buf in plan:
@@ -133,6 +134,7 @@ def _compare(writes: list[tuple[int, int]], sizes: list[int], scatter: bool) -> 
     stream += b"".join(_data_pdus(cid, ttag, _data(cid, SIZES[k]), variant)
                        for ttag, (cid, (k, variant)) in enumerate(enumerate(writes)))
     laned, laned_seen = _engine(True)
+    laned.scatter = scatter
     plain, plain_seen = _engine(False)
     assert _feed(laned, stream, sizes, scatter) == _feed(plain, stream, sizes, False)
     assert laned_seen == plain_seen
@@ -176,6 +178,7 @@ def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch
     capsule is answered with its R2T, and its data in two PDUs, cut after each header, goes
     into the command's own buffer, with no PDU record made and nothing handled the full way."""
     q, seen = _engine(True)
+    q.scatter = True
     for name in ("_capsule", "_h2c_data"):
         monkeypatch.setattr(ControllerQueue, name,
                             lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
