@@ -192,17 +192,12 @@ class ControllerQueue(_QueueEngine):
         with a large read's. The framer's way for it was a PDU record, the data sink and
         ``_handle``: about fifteen Python calls per 128 KiB write
         (tests/target/test_write_lane.py compares the two)."""
+        if self._fill is not None:
+            return self._fill_updated(nbytes)
         lane = self.read_lane
         fr = self.framer
-        if self._fill is not None:
-            events = self._fill_updated(nbytes)
-            if fr.rd == fr.wr:
-                return events
-            nbytes = 0  # the bytes after the payload are in staging, accounted
-        else:
-            events = []
         if lane is None or self.state is not _LIVE or not fr.at_header(nbytes):
-            return events + _QueueEngine.buffer_updated(self, nbytes)
+            return _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
         view = fr.view
         rd = fr.rd
@@ -211,7 +206,8 @@ class ControllerQueue(_QueueEngine):
         ttags = self._ttags
         out = self.outbox
         limit = self._lane_limit
-        staged = waiting = False
+        events: list = []
+        waiting = False
         try:
             while wr - rd >= 24:
                 if buf[rd] == T_H2C_DATA:  # a Write's data: _h2c_data's checks by value
@@ -229,12 +225,11 @@ class ControllerQueue(_QueueEngine):
                     if wr - rd < plen:  # not whole yet (a receive ended inside it)
                         waiting = fr.waits(plen, wr - rd)
                         if not waiting:  # the rest is received in place, by the lane
-                            self._fill_begin(cmd, into, datao, end, last, rd + 24)
-                            rd = wr
+                            rd = wr = self._fill_begin(cmd, into, datao, end, last, rd + 24)
                         break
                     into[datao:end] = view[rd + 24:rd + plen]
                     rd += plen
-                    staged = True
+                    fr.in_place = False  # payloads come through staging: receive into all
                     cmd.received = cmd.sink_offset = end
                     if last:
                         fr.rd = rd  # (the target runs the Write now: its bytes are taken)
@@ -272,12 +267,6 @@ class ControllerQueue(_QueueEngine):
                     out += answer
         finally:  # what the lane answered is consumed, even if the target's call raised
             fr.rd = rd
-        if staged or waiting:  # payloads come through staging: receive into all of it
-            fr.in_place = False
-        if self._fill is not None:  # (begun in this turn: it took every byte received)
-            if self.scatter:
-                self._fill_plan()
-            return events
         if rd == wr or waiting:
             return events
         return events + _QueueEngine.buffer_updated(self, 0)

@@ -299,22 +299,18 @@ class HostQueue(_QueueEngine):
         own buffer until it is whole: ``_QueueEngine._fill_begin``) and completed by value.
         The framer's way for it was a PDU record, the data sink and ``_handle``: about a dozen
         Python calls per 128 KiB read."""
-        fr = self.framer
         if self._fill is not None:
-            events = self._fill_updated(nbytes)
-            if fr.rd == fr.wr:
-                return events
-            nbytes = 0  # the bytes after the payload are in staging, accounted
-        else:
-            events = []
+            return self._fill_updated(nbytes)
+        fr = self.framer
         if self.state is not _LIVE or not fr.at_header(nbytes):
-            return events + _QueueEngine.buffer_updated(self, nbytes)
+            return _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
         view = fr.view
         rd = fr.rd
         wr = fr.wr
         cmds = self._cmds
-        waiting = staged = False
+        events: list = []
+        waiting = False
         while wr - rd >= 24:
             t = buf[rd]
             if t == T_C2H_DATA:  # a read's data; with SUCCESS also its end
@@ -330,11 +326,11 @@ class HostQueue(_QueueEngine):
                 if wr - rd < plen:  # not whole yet (a receive ended inside it)
                     waiting = fr.waits(plen, wr - rd)
                     if not waiting:  # the rest is received in place, by the lane
-                        self._fill_begin(cmd, read, datao, end, head == _C2H_SUCCESS, rd + 24)
-                        rd = wr
+                        rd = wr = self._fill_begin(cmd, read, datao, end, head == _C2H_SUCCESS,
+                                                   rd + 24)
                     break
                 read[datao:end] = view[rd + 24:rd + plen]
-                staged = True
+                fr.in_place = False  # payloads come through staging: receive into all of it
                 rd += plen
                 cmd.received = cmd.sink_offset = end
                 if head == _C2H_SUCCESS:
@@ -376,12 +372,6 @@ class HostQueue(_QueueEngine):
             else:
                 break
         fr.rd = rd
-        if staged or waiting:  # payloads come through staging: receive into all of it
-            fr.in_place = False
-        if self._fill is not None:  # (begun in this turn: it took every byte received)
-            if self.scatter:
-                self._fill_plan()
-            return events
         if rd != wr and not waiting:
             events += _QueueEngine.buffer_updated(self, 0)
         return events

@@ -88,13 +88,14 @@ class _QueueEngine:
 
     # ---- payloads a lane receives in place ----
     def _fill_begin(self, cmd: object, into: memoryview, datao: int, end: int, last: bool,
-                    at: int) -> None:
+                    at: int) -> int:
         """A lane took the header of a data PDU carrying ``into[datao:end]`` that the receive
         ended inside, its payload beginning at staging offset ``at``: what came is copied to
         ``into`` and staging emptied; the rest is received straight into ``into``
-        (``get_buffer`` hands it out; the lane's turn ends with ``_fill_plan()`` for a
-        transport that takes ``payload_buffers``). Once whole,
-        ``_filled`` says what it means; ``last``: the PDU ends the command's data."""
+        (``get_buffer`` hands it out, and ``payload_buffers`` to a transport that takes them).
+        Once whole, ``_filled`` says what it means; ``last``: the PDU ends the command's
+        data. The lane's turn ends here, the receive having ended inside this PDU; returns the
+        staging position it ends at (staging is empty, and may have been rewound)."""
         fr = self.framer
         have = datao + fr.wr - at
         into[datao:have] = fr.view[at:fr.wr]
@@ -105,6 +106,9 @@ class _QueueEngine:
         self._fill_end = end
         self._fill_last = last
         self.get_buffer = self._fill_buffer
+        if self.scatter:
+            self._fill_plan()
+        return fr.rd
 
     def _fill_plan(self) -> None:
         """Where the next receive of the payload being filled goes (staging is empty): its own
@@ -134,8 +138,8 @@ class _QueueEngine:
 
     def _fill_updated(self, nbytes: int) -> list:
         """``buffer_updated`` for a receive into ``_fill_buffer``'s buffer or into
-        ``payload_buffers``: the payload advanced, and, once whole, ``_filled``'s events. Bytes
-        received into staging beyond the payload are left there for the lane."""
+        ``payload_buffers``: the payload advanced, and, once whole, ``_filled``'s events, then
+        the lane's for the bytes received into staging after it."""
         pos = self._fill_pos
         end = self._fill_end
         fr = self.framer
@@ -159,7 +163,10 @@ class _QueueEngine:
             return []
         cmd = self._fill
         self._fill_dropped()
-        return self._filled(cmd, end, self._fill_last)
+        events = self._filled(cmd, end, self._fill_last)
+        if fr.rd != fr.wr:
+            events = events + self.buffer_updated(0)
+        return events
 
     def _fill_dropped(self) -> None:
         """No payload is being filled (any longer)."""

@@ -160,9 +160,12 @@ class Framer:
         """For a lane that took the header of a PDU of ``plen`` bytes, ``have`` of them in
         staging: whether the PDU should wait there, whole, for the next receive — its rest is
         too small to receive in place (below ``DIRECT_MIN``, as for the framer's own payloads)
-        and it takes at most half of staging, so that it fits with room to receive. Else its
-        payload is better received in place."""
-        return plen - have < DIRECT_MIN and plen <= len(self.staging) >> 1
+        and it takes at most half of staging, so that it fits with room to receive; the next
+        receive then uses all of staging. Else its payload is better received in place."""
+        if plen - have < DIRECT_MIN and plen <= len(self.staging) >> 1:
+            self.in_place = False
+            return True
+        return False
 
     def feed(self, data) -> list[PduBase]:
         """Push received bytes (any segmentation) and return the PDUs they complete."""
