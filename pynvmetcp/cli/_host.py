@@ -9,8 +9,10 @@ import argparse
 import contextlib
 import json
 import math
+import signal
 import socket
 import sys
+import threading
 import uuid
 
 from ..errors import NvmeTcpError
@@ -119,6 +121,24 @@ def reaching(args: argparse.Namespace):
         if exc.where:  # the host already said where (connection setup)
             raise
         raise NvmeTcpError(f"{args.traddr}:{args.trsvcid}: {exc}") from None
+
+
+def stop_on_signals(*wake: threading.Event) -> threading.Event:
+    """An event that SIGINT or SIGTERM sets (setting each of ``wake`` too), in place of a
+    KeyboardInterrupt, for a command that runs until interrupted: it then stops between its
+    own steps. A KeyboardInterrupt raised inside an exchange with the controller (between a
+    receive and the engine taking its bytes, say) can leave the queue waiting for an answer
+    it already lost, and the shutdown on the way out waiting on it."""
+    stop = threading.Event()
+
+    def interrupted(signum, frame) -> None:
+        stop.set()
+        for event in wake:
+            event.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupted)
+    return stop
 
 
 @contextlib.contextmanager

@@ -8,11 +8,10 @@ namespaces, and with ``--hold`` stays connected (keep-alive running) until inter
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 
 from ._host import (add_connection_args, add_output_args, add_queue_args, connect_kwargs,
-                    human_size, is_json, print_json, seconds, userspace_controller)
+                    human_size, is_json, print_json, seconds, stop_on_signals,
+                    userspace_controller)
 
 
 def register(sub) -> None:
@@ -101,9 +100,7 @@ def _userspace(args: argparse.Namespace) -> int:
                 print("(the userspace association ends with this command: --hold keeps it, "
                       "--kernel makes a block device)")
         if args.hold:
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
+            stop = stop_on_signals()
             print("holding the association; interrupt to disconnect", flush=True)
             stop.wait()
     return 0

@@ -15,7 +15,7 @@ from ..host import discover
 from ..spec.logpages import EFLAGS_DUPRETINFO, EFLAGS_EPCSD, EFLAGS_NCC, TREQ_DISABLE_SQFLOW
 from ..spec.opcodes import DISCOVERY_NQN, AsyncEventNotice
 from ._host import (add_connection_args, add_output_args, connect_kwargs, is_json, print_json,
-                    reaching, userspace_controller)
+                    reaching, stop_on_signals, userspace_controller)
 
 
 TRTYPE = {1: "rdma", 2: "fc", 3: "tcp", 254: "loop"}
@@ -69,17 +69,16 @@ def _persistent(args: argparse.Namespace) -> int:
     with userspace_controller(args, subnqn=DISCOVERY_NQN, ctrl_loss_tmo=0) as ctrl:
         with reaching(args):
             ctrl.watch_events([AsyncEventNotice.DISCOVERY_LOG_CHANGE], lambda _: changed.set())
-        try:
-            while True:
-                changed.clear()
-                with reaching(args):
-                    _print_log(ctrl.discovery_log(), args, stream=True)
-                while not changed.wait(0.5):
-                    if ctrl.dead is not None:
-                        raise ConnectionLost(f"{args.traddr}:{args.trsvcid}: discovery "
-                                             f"connection lost: {ctrl.dead}")
-        except KeyboardInterrupt:
-            return 0
+        stop = stop_on_signals(changed)  # Ctrl-C ends it between two logs, never inside a read
+        while not stop.is_set():
+            changed.clear()
+            with reaching(args):
+                _print_log(ctrl.discovery_log(), args, stream=True)
+            while not (changed.wait(0.5) or stop.is_set()):
+                if ctrl.dead is not None:
+                    raise ConnectionLost(f"{args.traddr}:{args.trsvcid}: discovery "
+                                         f"connection lost: {ctrl.dead}")
+    return 0
 
 
 def _print_log(log, args: argparse.Namespace, stream: bool = False) -> None:
