@@ -145,12 +145,20 @@ def stop_on_signals(*wake: threading.Event) -> threading.Event:
 def userspace_controller(args: argparse.Namespace, nr_io_queues: int = 0,
                          subnqn: str | None = None, **extra):
     """Connect with the userspace host (to ``subnqn``, by default the command's ``--nqn``)
-    for the duration of one command."""
+    for the duration of one command. An interrupted command closes the connection without
+    the orderly shutdown: the interrupt may have cut an exchange short, and a shutdown on
+    that queue could wait for an answer that is already lost."""
     with reaching(args):
         ctrl = connect(args.traddr, args.trsvcid, subnqn or args.nqn,
                        **connect_kwargs(args, nr_io_queues=nr_io_queues, **extra))
-    with ctrl:
+    interrupted = False
+    try:
         yield ctrl
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        ctrl.close(shutdown=not interrupted)
 
 
 def human_size(nbytes: float) -> str:

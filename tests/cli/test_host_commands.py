@@ -104,6 +104,33 @@ def test_an_interrupt_sets_the_commands_stop_event_instead_of_raising():
             signal.signal(sig, handler)
 
 
+@pytest.mark.parametrize("raised,shutdown", [(KeyboardInterrupt, False), (RuntimeError, True),
+                                             (None, True)])
+def test_an_interrupted_command_drops_the_association_without_the_shutdown(
+        target, monkeypatch, raised, shutdown):
+    """A command's connection ends with the orderly shutdown (CC.SHN) when it finishes or
+    fails, but not when it is interrupted: the interrupt may have cut an exchange short and
+    the shutdown would wait for its answer. The real target; the close is observed."""
+    from pynvmetcp.cli import build_parser
+    from pynvmetcp.cli._host import userspace_controller
+    from pynvmetcp.host.sync import Controller
+
+    closes = []
+    real = Controller.close
+    monkeypatch.setattr(Controller, "close", lambda self, shutdown=True: (
+        closes.append(shutdown), real(self, shutdown))[1])
+    args = build_parser()[0].parse_args(["id-ctrl", "-a", "127.0.0.1", "--trsvcid",
+                                         str(target.port), "--nqn", NQN])
+    try:
+        with userspace_controller(args) as ctrl:
+            assert ctrl.namespace(1).nblocks == BLOCKS
+            if raised is not None:
+                raise raised()
+    except BaseException as exc:
+        assert type(exc) is raised
+    assert closes == [shutdown]
+
+
 def test_connect_userspace_passes_queue_options(target):
     run = cli("connect", "--userspace", "-a", "127.0.0.1", "-s", target.port, "-n", NQN,
               "-i", 2, "-Q", 16, "-l", 5, "-c", 1, "--json")
