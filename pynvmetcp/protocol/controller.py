@@ -191,7 +191,7 @@ class ControllerQueue(_QueueEngine):
         rest of its payload is received in place (``_fill_begin``), as the host's lane does
         with a large read's. The framer's way for it was a PDU record, the data sink and
         ``_handle``: about fifteen Python calls per 128 KiB write
-        (tests/target/test_write_lane.py compares the two)."""
+        (tests/protocol/test_write_lane.py compares the two)."""
         if self._fill is not None:
             return self._fill_updated(nbytes)
         lane = self.read_lane
