@@ -199,75 +199,72 @@ class ControllerQueue(_QueueEngine):
         if lane is None or self.state is not _LIVE or not fr.at_header(nbytes):
             return _QueueEngine.buffer_updated(self, nbytes)
         buf = fr.staging
-        view = fr.view
         rd = fr.rd
         wr = fr.wr
         cmds = self._cmds
-        ttags = self._ttags
         out = self.outbox
         limit = self._lane_limit
         events: list = []
-        waiting = False
         try:
             while wr - rd >= 24:
-                if buf[rd] == T_H2C_DATA:  # a Write's data: _h2c_data's checks by value
-                    head, plen, cccid, ttag, datao, datal = _unpack_h2c(buf, rd)
-                    cmd = ttags.get(ttag)
-                    if (head not in _PLAIN_H2C or datal != plen - 24 or not datal
-                            or datal > self.maxh2cdata or cmd is None or cmd.cid != cccid
-                            or datao != cmd.received):
+                if wr - rd >= 72:  # a plain capsule (the lane's most frequent PDU) first
+                    head, op, cid, nsid, length, sgl_id, slba, nlb = _unpack_lane(buf, rd)
+                    if head == _PLAIN_CAPSULE:
+                        if sgl_id != _SGL_TRANSPORT or cid in cmds or len(cmds) >= self.depth:
+                            break
+                        if op == _READ_SGL and 0 < length <= limit:
+                            data = lane(nsid, slba, nlb, length)
+                            if data is None:
+                                break
+                            rd += 72
+                            if self.sqflow_disabled:
+                                answer = (_pack_c2h_whole(_C2H_LAST_SUCCESS, 24 + length, cid,
+                                                          length), data)
+                            else:
+                                self.sqhd = sqhd = (self.sqhd + 1) % self.depth
+                                answer = (_pack_c2h_whole(_C2H_LAST, 24 + length, cid, length),
+                                          data,
+                                          _pack_resp_ok(_RESP_HEAD, 0, 0, sqhd, self.qid, cid, 0))
+                            if length <= _JOIN_MAX:
+                                out.append(_join(answer))
+                            else:
+                                out += answer
+                            continue
+                        if op == _WRITE_SGL and 0 < length <= self.max_transfer:
+                            rd += 72  # its data is asked for at once (_capsule's way)
+                            self._solicit(cid, bytes(fr.view[rd - 64:rd]), length)
+                            continue
                         break
-                    into = cmd.buf
-                    end = datao + datal
-                    last = end == len(into)
-                    if end > len(into) or (head == _H2C_LAST) != last:
-                        break
-                    if wr - rd < plen:  # not whole yet (a receive ended inside it)
-                        waiting = fr.waits(plen, wr - rd)
-                        if not waiting:  # the rest is received in place, by the lane
-                            rd = wr = self._fill_begin(cmd, into, datao, end, last, rd + 24)
-                        break
-                    into[datao:end] = view[rd + 24:rd + plen]
-                    rd += plen
-                    fr.in_place = False  # payloads come through staging: receive into all
-                    cmd.received = cmd.sink_offset = end
-                    if last:
-                        fr.rd = rd  # (the target runs the Write now: its bytes are taken)
-                        event = self._data_done(cmd)
-                        if event is not None:
-                            events.append(event)
-                    continue
-                if wr - rd < 72:
+                if buf[rd] != T_H2C_DATA:
                     break
-                head, op, cid, nsid, length, sgl_id, slba, nlb = _unpack_lane(buf, rd)
-                if (head != _PLAIN_CAPSULE or sgl_id != _SGL_TRANSPORT or cid in cmds
-                        or len(cmds) >= self.depth):
+                # a Write's data: _h2c_data's checks by value
+                head, plen, cccid, ttag, datao, datal = _unpack_h2c(buf, rd)
+                cmd = self._ttags.get(ttag)
+                if (head not in _PLAIN_H2C or datal != plen - 24 or not datal
+                        or datal > self.maxh2cdata or cmd is None or cmd.cid != cccid
+                        or datao != cmd.received):
                     break
-                if op == _WRITE_SGL:  # its data is asked for at once (_capsule's way)
-                    if not 0 < length <= self.max_transfer:
-                        break
-                    rd += 72
-                    self._solicit(cid, bytes(view[rd - 64:rd]), length)
-                    continue
-                if op != _READ_SGL or not 0 < length <= limit:
+                into = cmd.buf
+                end = datao + datal
+                last = end == len(into)
+                if end > len(into) or (head == _H2C_LAST) != last:
                     break
-                data = lane(nsid, slba, nlb, length)
-                if data is None:
-                    break
-                rd += 72
-                if self.sqflow_disabled:
-                    answer = (_pack_c2h_whole(_C2H_LAST_SUCCESS, 24 + length, cid, length), data)
-                else:
-                    self.sqhd = sqhd = (self.sqhd + 1) % self.depth
-                    answer = (_pack_c2h_whole(_C2H_LAST, 24 + length, cid, length), data,
-                              _pack_resp_ok(_RESP_HEAD, 0, 0, sqhd, self.qid, cid, 0))
-                if length <= _JOIN_MAX:
-                    out.append(_join(answer))
-                else:
-                    out += answer
+                if wr - rd < plen:  # not whole yet (a receive ended inside it): the turn ends
+                    if not fr.waits(plen, wr - rd):  # the rest is received in place, by the lane
+                        rd = self._fill_begin(cmd, into, datao, end, last, rd + 24)
+                    return events
+                into[datao:end] = fr.view[rd + 24:rd + plen]
+                rd += plen
+                fr.in_place = False  # payloads come through staging: receive into all of it
+                cmd.received = cmd.sink_offset = end
+                if last:
+                    fr.rd = rd  # (the target runs the Write now: its bytes are taken)
+                    event = self._data_done(cmd)
+                    if event is not None:
+                        events.append(event)
         finally:  # what the lane answered is consumed, even if the target's call raised
             fr.rd = rd
-        if rd == wr or waiting:
+        if rd == wr:
             return events
         return events + _QueueEngine.buffer_updated(self, 0)
 
