@@ -281,11 +281,12 @@ class HostQueue(_QueueEngine):
 
         On a link without digests or padding, the PDUs that end a read or any command — a
         C2HData whose payload is already in staging, a CapsuleResp — are checked by value and
-        completed here (and an R2T answered with its H2CData), without the framer's PDU records and the dispatch between them: at
-        queue depth 1 those layers were most of the host's Python work per read. The checks are
-        ``_c2h_data``'s and ``_response``'s; where one fails, or another PDU comes, the lane
-        stops at that byte and the full path takes over, so it decides (and reports) every
-        case the lane does not pass (tests/protocol/test_host_lane.py compares the two).
+        completed here, and an R2T is answered with its H2CData, without the framer's PDU
+        records and the dispatch between them: at queue depth 1 those layers were most of the
+        host's Python work per read. The checks are ``_c2h_data``'s, ``_response``'s and
+        ``_r2t``'s; where one fails, or another PDU comes, the lane stops at that byte and the
+        full path takes over, so it decides (and reports) every case the lane does not pass
+        (tests/protocol/test_host_lane.py compares the two).
 
         A C2HData the lane would take that the receive ended inside stays in staging for the
         lane's next turn when its rest is small (the framer too stages rests below
