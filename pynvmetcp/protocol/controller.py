@@ -262,6 +262,7 @@ class ControllerQueue(_QueueEngine):
                     event = self._data_done(cmd)
                     if event is not None:
                         events.append(event)
+                    out = self.outbox  # (the target may have taken what was in it meanwhile)
         finally:  # what the lane answered is consumed, even if the target's call raised
             fr.rd = rd
         if rd == wr:

@@ -29,7 +29,7 @@ from ..wire import codec
 from ..wire.crc import crc32c
 from .events import Completion, IcComplete
 from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueState,
-                    _QueueEngine)
+                    _alloc, _QueueEngine)
 
 _SGL = struct.Struct("<QI3xB")
 _SQE_TAIL = struct.Struct("<BH")  # SQE flags and CID, from byte 1
@@ -71,9 +71,6 @@ class _Command:
     sent: int  # H2CData bytes sent so far
     in_capsule: bool
     status_override: int  # a failure found by the transport (digest, short read)
-
-
-_alloc = object.__new__
 
 
 def _new_command(cid: int, opcode: int, write: memoryview | None, read: memoryview | None,
@@ -318,7 +315,8 @@ class HostQueue(_QueueEngine):
                 head, plen, cid, _, datao, datal = _unpack_c2h(buf, rd)
                 cmd = cmds.get(cid)
                 if (head not in _PLAIN_C2H or datal != plen - 24 or not datal
-                        or cmd is None or cmd.read is None or datao != cmd.received):
+                        or datal > fr.max_data or cmd is None or cmd.read is None
+                        or datao != cmd.received):
                     break
                 read = cmd.read
                 end = datao + datal
@@ -400,8 +398,9 @@ class HostQueue(_QueueEngine):
         belongs and checking the headers around it (``buffers_updated``) skips the copy out of
         staging and the lane's work per PDU, ~3 µs of the host's part of a QD1 round trip here
         (benchmarks/RESULTS.md). Offered on a live link without digests or padding, with
-        nothing else outstanding or buffered, for a read whose data has not begun and that
-        staging could hold if the answer is something else."""
+        nothing else outstanding or buffered, for a read whose data has not begun, that one
+        C2HData may carry (the framer's ``max_data``) and that staging could hold if the answer
+        is something else."""
         fr = self.framer
         cmds = self._cmds
         if (len(cmds) != 1 or self.state is not _LIVE or fr.rd != fr.wr or self._fill is not None
@@ -409,7 +408,7 @@ class HostQueue(_QueueEngine):
             return None
         for cmd in cmds.values():
             read = cmd.read
-            if read is None or cmd.received or not read:
+            if read is None or cmd.received or not read or len(read) > fr.max_data:
                 return None
             room = len(fr.staging) - 24 - len(read)
             if room < 24:

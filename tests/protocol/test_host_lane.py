@@ -470,3 +470,27 @@ def test_the_lane_answers_an_r2t_as_the_full_path(variant, cut, monkeypatch):
         out.append((events, [bytes(b) for b in q.data_to_send()], q.state, sorted(q._cmds),
                     q._cmds[wcid].sent if wcid in q._cmds else None))
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("size,max_data,cuts", [(128 << 10, 65536, [100]), (8192, 4096, []),
+                                                (8192, 4096, [30]), (65536, 32768, [24])])
+def test_a_c2hdata_beyond_max_data_fails_on_the_lane_as_on_the_full_path(size, max_data, cuts):
+    """The framer refuses a data PDU longer than ``max_data`` (Data Transfer Limit Exceeded,
+    FEI 4); the lane, which takes the PDU before the framer sees it, must refuse it too,
+    whole in staging or received in place."""
+    seen = []
+    for cls in (HostQueue, FullPath):
+        q = cls(1, queue_size=16, max_data=max_data)
+        q.initiate()
+        q.data_to_send()
+        q.receive(codec.ic_resp(maxh2cdata=8192))
+        buf = bytearray(size)
+        cid = q.submit(C.read(1, 0, size // 512), read_into=buf)
+        q.data_to_send()
+        assert q.receive_buffers() is None  # nor is a lone read beyond it offered the scatter
+        stream = _c2h(cid, 0, _pattern(size, 2), 0x0C)
+        seen.append((_seen(_feed(q, stream, cuts)), [bytes(b) for b in q.data_to_send()],
+                     q.state))
+    assert seen[0] == seen[1]
+    (failure,), term, state = seen[0]
+    assert failure[2:4] == (0x05, 4) and state.value == "terminated" and term

@@ -207,3 +207,46 @@ def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch
     assert q.payload_buffers is None and q.get_buffer == q.framer.get_buffer
     resp = b"".join(bytes(b) for b in q.data_to_send())
     assert resp[0] == 5 and struct.unpack_from("<HH", resp, 20) == (3, 0)  # its success
+
+
+def _read(cid: int, size: int) -> bytes:
+    return CAPSULE.pack(4, 0, 72, 0, 72, NvmOpcode.READ, PSDT_SGL, cid, 1, 0, size,
+                        SglId.TRANSPORT_DATA_BLOCK, 0, size // 512 - 1)
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_answers_after_a_write_whose_target_sends_at_once_are_not_lost(flush):
+    """A Write completed by its data in the lane runs the target there (``on_command``), and
+    a target may take the engine's output at once (``data_to_send``). The Reads the lane then
+    answers in the same receive must still go out, as they do on the full path. (The lane
+    used to keep the output list it found on entry, and they were lost.)"""
+    def pattern(n):
+        return bytes(range(256)) * (n // 256)
+
+    def engine(lane: bool):
+        q = ControllerQueue(maxh2cdata=MAXH2CDATA)
+        q.receive(codec.ic_req())
+        q.data_to_send()
+        q.configure(1, 127)
+        sent: list = []
+
+        def run(cid, sqe, data, c2h_length):
+            q.complete(cid, 0, data=pattern(c2h_length) if c2h_length else None)
+            if flush:
+                sent.append(b"".join(bytes(b) for b in q.data_to_send()))
+
+        q.on_command = run
+        if lane:
+            assert q.open_read_lane(lambda nsid, slba, nlb, length: pattern(length))
+        return q, sent
+
+    out = []
+    for lane in (True, False):
+        q, sent = engine(lane)
+        for piece in (_write(1, 4096), _h2c(1, 0, 0, _data(1, 4096), 0x04) + _read(2, 4096)
+                      + _read(3, 8192)):
+            q.receive(piece)
+            sent.append(b"".join(bytes(b) for b in q.data_to_send()))
+        out.append(b"".join(sent))
+    assert out[0] == out[1]
+    assert len(out[0]) == 24 + 24 + (24 + 4096 + 24) + (24 + 8192 + 24)  # R2T, 3 answers
