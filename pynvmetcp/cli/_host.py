@@ -128,10 +128,14 @@ def stop_on_signals(*wake: threading.Event) -> threading.Event:
     KeyboardInterrupt, for a command that runs until interrupted: it then stops between its
     own steps. A KeyboardInterrupt raised inside an exchange with the controller (between a
     receive and the engine taking its bytes, say) can leave the queue waiting for an answer
-    it already lost, and the shutdown on the way out waiting on it."""
+    it already lost, and the shutdown on the way out waiting on it. A second signal, when the
+    first has not ended the command (an exchange that hangs), is a KeyboardInterrupt after
+    all: the user insists, and ``userspace_controller`` then skips the shutdown."""
     stop = threading.Event()
 
     def interrupted(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
         for event in wake:
             event.set()

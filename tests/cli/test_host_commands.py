@@ -89,7 +89,8 @@ def test_an_interrupt_sets_the_commands_stop_event_instead_of_raising():
     """``discover -p`` and ``connect --hold`` stop on SIGINT/SIGTERM between their own steps:
     the signal sets events, and no KeyboardInterrupt lands inside an exchange with the
     controller (one did, between a receive and the engine, and the shutdown after it waited
-    30 s for an answer already lost)."""
+    30 s for an answer already lost). A second signal still interrupts, for an exchange that
+    hangs."""
     from pynvmetcp.cli._host import stop_on_signals
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -99,6 +100,9 @@ def test_an_interrupt_sets_the_commands_stop_event_instead_of_raising():
             stop = stop_on_signals(changed)
             os.kill(os.getpid(), sig)  # handled before the next bytecode: no exception here
             assert stop.wait(10) and changed.is_set()
+            with pytest.raises(KeyboardInterrupt):  # a second one: the user insists
+                os.kill(os.getpid(), sig)
+                threading.Event().wait(10)  # (the handler runs in this wait at the latest)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
