@@ -90,12 +90,18 @@ def _data_pdus(cid: int, ttag: int, data: bytes, variant: int) -> bytes:
     return _h2c(cid, ttag, 0, b"", whole)
 
 
-def _engine(lane: bool) -> tuple[ControllerQueue, list]:
-    """A live I/O queue whose target records each command with its data and succeeds."""
+def _live() -> ControllerQueue:
+    """A live I/O queue (ICReq answered, Connect done) that takes H2CData of MAXH2CDATA."""
     q = ControllerQueue(maxh2cdata=MAXH2CDATA)
     q.receive(codec.ic_req())
     q.data_to_send()
     q.configure(1, 127)
+    return q
+
+
+def _engine(lane: bool) -> tuple[ControllerQueue, list]:
+    """A live I/O queue whose target records each command with its data and succeeds."""
+    q = _live()
     seen: list = []
 
     def run(cid, sqe, data, c2h_length):
@@ -224,10 +230,7 @@ def test_answers_after_a_write_whose_target_sends_at_once_are_not_lost(flush):
         return bytes(range(256)) * (n // 256)
 
     def engine(lane: bool):
-        q = ControllerQueue(maxh2cdata=MAXH2CDATA)
-        q.receive(codec.ic_req())
-        q.data_to_send()
-        q.configure(1, 127)
+        q = _live()
         sent: list = []
 
         def run(cid, sqe, data, c2h_length):
