@@ -129,16 +129,9 @@ class _QueueEngine:
     def _fill_plan(self, fill: _Fill) -> None:
         """Where the next receive of the payload being filled goes (staging is empty): its own
         buffer, and staging's header window after it, while at least ``DIRECT_MIN`` of it is
-        missing; else staging alone (``get_buffer()``)."""
-        pos = fill.pos
-        end = fill.end
-        if end - pos >= DIRECT_MIN:
-            fr = self.framer
-            fill.direct = fr.in_place = True
-            self.payload_buffers = [fill.into[pos:end], fr.get_buffer()]
-        else:
-            fill.direct = False
-            self.payload_buffers = None
+        missing (``_fill_buffer`` decides); else staging alone (``get_buffer()``)."""
+        rest = self._fill_buffer()
+        self.payload_buffers = [rest, self.framer.get_buffer()] if fill.direct else None
 
     def _fill_buffer(self, sizehint: int = -1) -> memoryview:
         """``get_buffer`` while a lane receives a payload in place: the rest of its buffer, or
