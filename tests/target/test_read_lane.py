@@ -854,12 +854,17 @@ def feed(q, data, splits) -> tuple[list, list]:
     events, out = [], []
     for a, b in zip(edges, edges[1:]):
         piece = memoryview(data)[a:b]
+        # Events per piece, as documented, not per receive: the receives inside a piece may
+        # differ (a lane's H2CData that waits in staging opens all of it to the next
+        # receive, where the framer keeps its 4 KiB window after a payload received in place).
+        seen: list = []
         while len(piece) and q.state is not QueueState.TERMINATED:
             buf = q.get_buffer()
             k = min(len(buf), len(piece))
             buf[:k] = piece[:k]
             piece = piece[k:]
-            events.append(execute(q, q.buffer_updated(k)))
+            seen += execute(q, q.buffer_updated(k))
+        events.append(seen)
         out.append(b"".join(bytes(x) for x in q.data_to_send()))
     return events, out
 
