@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -125,8 +126,12 @@ def _run_bounded(cmd: list[str], timeout: float,
     """Run vng in its own process group; past ``timeout`` the whole group goes (QEMU is vng's
     grandchild: killing vng alone would leave the emulator running, and the guest's output up
     to then is what the failure report needs)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    with _GUESTS:
+        if _GUESTS.ended:
+            raise RuntimeError("the session has ended: no more guests")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        _GUESTS.running.add(proc.pid)
     timed_out = False
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -138,7 +143,44 @@ def _run_bounded(cmd: list[str], timeout: float,
     except BaseException:  # interrupted (^C): no emulator is left behind
         os.killpg(proc.pid, signal.SIGKILL)
         raise
+    finally:
+        _GUESTS.running.discard(proc.pid)
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), timed_out
+
+
+class _Guests:
+    """The process groups of the guests running now (vng's: QEMU is in it), and whether the
+    session has ended; a lock around both, so that no guest starts after ``kill_guests``
+    (a boot killed in the background would otherwise be retried as a crash)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[int] = set()
+        self.ended = False
+
+    def __enter__(self) -> "_Guests":
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+_GUESTS = _Guests()
+
+
+def kill_guests() -> None:
+    """End every guest still running, and start none after: a session that ends (or is
+    interrupted) while a boot runs in the background must not leave an emulator behind to slow
+    whatever runs next."""
+    with _GUESTS:
+        _GUESTS.ended = True
+        groups = list(_GUESTS.running)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -259,12 +301,34 @@ def _leftovers(workdir: Path) -> dict[str, str]:
 
 
 class SharedBoot:
-    """One boot running ``parts`` in order, booted when the first result is asked for."""
+    """One boot running ``parts`` in order: started in the background by ``start`` (the session
+    does, before its first test), or else when the first result is asked for.
+
+    Under emulation the parts take most of the suite's time (~16 min of ~22 here, in one
+    boot); waiting for them at the first test that needs one made the suite their sum with
+    everything else. Booted at the start, with the tests that need it ordered last
+    (tests/conftest.py), the guest works while the other tests run."""
 
     def __init__(self, parts: list[Part], workdir: Path) -> None:
         self.parts = parts
         self.workdir = workdir
         self._boot: subprocess.CompletedProcess | None = None
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+
+    def start(self) -> None:
+        """Boot now, in a thread, when there are parts to run and the VM is here (a test that
+        needs an unavailable VM fails in ``result``, where it asks)."""
+        if self._thread is None and self._boot is None and self.parts and vm_available()[0]:
+            self._thread = threading.Thread(target=self._background, name="vm-boot",
+                                            daemon=True)
+            self._thread.start()
+
+    def _background(self) -> None:
+        try:
+            self._boot = self._run()
+        except BaseException as exc:  # reported to every test that asks for a result
+            self._failed = exc
 
     def _run(self) -> subprocess.CompletedProcess:
         keep = [str(self.workdir)] + [d for d in CACHED if d.startswith("/tmp/")]
@@ -284,6 +348,10 @@ class SharedBoot:
         yet); the VM must be available (a test needing it never skips)."""
         ok, why = vm_available()
         assert ok, f"the kernel VM is needed here and is not available: {why}"
+        if self._thread is not None:
+            self._thread.join()
+            if self._failed is not None:
+                raise RuntimeError(f"the shared boot failed: {self._failed!r}") from self._failed
         if self._boot is None:
             self._boot = self._run()
         names = [p.name for p in self.parts]
