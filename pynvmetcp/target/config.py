@@ -3,7 +3,7 @@
     [target]                       # optional limits
     max_queue_size = 1024
     max_transfer = "1M"
-    in_capsule_data = "16K"
+    in_capsule_data = "128K"
 
     [[listen]]
     address = "127.0.0.1:4420"     # an I/O port (it answers discovery too)
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..protocol.controller import DEFAULT_IO_ICD_SIZE
 from ..spec.fabrics import NVME_VS_1_3, NVME_VS_1_4
 from ..spec.opcodes import NVME_DISC_PORT, NVME_PORT
 from .controller import ControllerOptions
@@ -131,7 +132,7 @@ class TargetConfig:
     referrals: list[ReferralConfig] = field(default_factory=list)
     max_queue_size: int = 1024
     max_transfer: int = 1 << 20
-    in_capsule_data: int = 16384
+    in_capsule_data: int = DEFAULT_IO_ICD_SIZE
     keepalive_tick: float = 0.25
     connect_timeout: float = 30.0  # a connection must send Connect within this many seconds
     current_discovery_entry: bool = True

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..errors import NvmeStatusError
 from ..protocol.aer import AerQueue, AsyncEvent
+from ..protocol.controller import DEFAULT_IO_ICD_SIZE
 from ..protocol.keepalive import ControllerKeepAlive
 from ..spec.fabrics import (CC_EN, CC_SHN_ABRUPT, CC_SHN_NORMAL, CSTS_CFS, CSTS_RDY,
                             CSTS_SHST_COMPLETE)
@@ -55,7 +56,7 @@ class ControllerOptions:
 
     max_queue_size: int = 1024  # CAP.MQES + 1 and MAXCMD
     max_transfer: int = 1 << 20  # MDTS; must match the queue engine's max_transfer
-    icd_size: int = 16384  # in-capsule data bytes on I/O queues (IOCCSZ)
+    icd_size: int = DEFAULT_IO_ICD_SIZE  # in-capsule data bytes on I/O queues (IOCCSZ)
     aer_limit: int = pages.AERL + 1
     #: Plain Reads on I/O queues take the queue engine's read lane (``ControllerQueue.
     #: buffer_updated``); False sends every command the full way (the lane's tests compare).

@@ -32,7 +32,10 @@ def test_digests_and_alignment(target, digests, hpda):
     with pynvmetcp.connect("127.0.0.1", target.port, NQN, hdr_digest=digests,
                            data_digest=digests, hpda=hpda) as ctrl:
         ns = ctrl.namespace(1)
-        for size in (512, 4096, 20000 // 512 * 512, 131072):
+        # up to 128 KiB the writes' data goes in the capsule (the target's default in-capsule
+        # size), beyond it after an R2T
+        assert ctrl.io[0].engine.icd_size == 131072
+        for size in (512, 4096, 20000 // 512 * 512, 131072, 262144):
             data = os.urandom(size)
             ns.write(1000, data)
             assert bytes(ns.read(1000, size // 512)) == data

@@ -95,7 +95,7 @@ def test_identify_controller_fields(target):
     assert idc.cntlid == cntlid and idc.subnqn == NQN and idc.ver == 0x00010300
     assert idc.cntrltype == 1 and idc.sqes == 0x66 and idc.cqes == 0x44
     assert idc.mdts == 8  # 1 MiB with 4 KiB pages
-    assert idc.ioccsz == (64 + 16384) // 16 and idc.iorcsz == 1 and idc.icdoff == 0
+    assert idc.ioccsz == (64 + 131072) // 16 and idc.iorcsz == 1 and idc.icdoff == 0
     assert idc.msdbd == 1 and idc.sgls & 1 and idc.sgls & (1 << 18)
     assert idc.oncs & 0b1101 == 0b1101  # compare, DSM, write zeroes
     assert idc.vwc & 1 and idc.aerl == 3 and idc.kas == 10 and idc.maxcmd == 1024

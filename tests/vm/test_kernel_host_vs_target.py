@@ -411,7 +411,7 @@ def test_kernel_connects_with_two_io_queues(checks, tag):
     assert c["state"] == "live" and c["queue_count"] == 3  # admin + 2 I/O queues
     idc = c["id_ctrl"]
     assert idc["subnqn"] == NQN and idc["cntrltype"] == 1 and idc["mdts"] == 8
-    assert idc["ioccsz"] == (64 + 16384) // 16 and idc["iorcsz"] == 1
+    assert idc["ioccsz"] == (64 + 131072) // 16 and idc["iorcsz"] == 1
     assert idc["sqes"] == 0x66 and idc["cqes"] == 0x44 and idc["sgls"] & 1
     assert idc["oncs"] & 0b1101 == 0b1101 and idc["vwc"] & 1 and idc["nn"] == 1024
     assert idc["mn"].strip() == "pynvmetcp" and idc["cmic"] & 0b1000
