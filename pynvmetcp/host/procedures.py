@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generator, NamedTuple
 
 from ..errors import NvmeStatusError, NvmeTcpError
-from ..spec.fabrics import Cap, CC_SHN_NORMAL, Csts, CSTS_SHST_COMPLETE
+from ..spec.fabrics import ADMIN_ICD_SIZE, Cap, CC_SHN_NORMAL, Csts, CSTS_SHST_COMPLETE
 from ..spec.identify import IdentifyController, IdentifyNamespace, parse_ns_descriptors
 from ..spec.logpages import DISC_ENTRY_LEN, DISC_HDR_LEN, DiscoveryLogEntry, DiscoveryLogHeader
 from ..spec.opcodes import Cns, DYNAMIC_CNTLID, FeatureId, LogPageId, NvmOpcode, Property
@@ -280,7 +280,6 @@ class Association:
 
 
 ADMIN_QUEUE_SIZE = 32
-ADMIN_ICD_SIZE = 8192
 
 
 def establish(identity: Identity, subnqn: str, *, nr_io_queues: int, queue_size: int,

@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..errors import ProtocolError
 from ..spec.cqe import make_status
+from ..spec.fabrics import ADMIN_ICD_SIZE
 from ..spec.opcodes import NvmOpcode
 from ..spec.pdu import (T_CAPSULE_CMD, T_H2C_DATA, T_H2C_TERMREQ,
                         T_ICREQ, DigestFlags, Fes, PduFlags, PduType)
@@ -28,7 +29,6 @@ from .queue import (_AWAIT_IC, _LIVE, _SGL_IN_CAPSULE, _SGL_TRANSPORT, QueueStat
                     _QueueEngine)
 
 _SGL = struct.Struct("<QI3xB")
-ADMIN_ICD_SIZE = 8192
 #: In-capsule data bytes offered on I/O queues (IOCCSZ) unless configured. Larger than the
 #: Linux target's 16 KiB on purpose: a userspace target allocates a command's buffer when its
 #: data comes, in the capsule or after an R2T alike, so a larger size costs no memory held in

@@ -20,6 +20,7 @@ import struct
 from typing import Callable
 
 from ..errors import ProtocolError
+from ..spec.fabrics import ADMIN_ICD_SIZE
 from ..spec.pdu import (T_C2H_DATA, T_C2H_TERMREQ, T_CAPSULE_CMD, T_CAPSULE_RESP, T_ICRESP,
                         T_R2T, DigestFlags, Fes, PduFlags, PduType)
 from ..spec.sqe import PSDT_SGL
@@ -37,7 +38,6 @@ _SQE_TAIL = struct.Struct("<BH")  # SQE flags and CID, from byte 1
 # bytes 40-63
 _pack_capsule = struct.Struct("<BBBBIBBH20sQI3xB24s").pack
 _pack_read = codec.PLAIN_READ.pack  # a read given by its values
-ADMIN_ICD_SIZE = 8192  # in-capsule data size of admin/fabrics commands (pitfall 14)
 MIN_MAXH2CDATA = 4096
 STATUS_TRANSPORT_ERROR = make_status(0, SC_DATA_XFER_ERROR, dnr=False)
 _F_SUCCESS = PduFlags.SUCCESS

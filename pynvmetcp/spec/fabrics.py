@@ -6,6 +6,9 @@ from construct import BitsInteger, Flag, Int16ul, Struct
 from ._types import LEBits, NulPadded, Reserved, Uuid
 
 CONNECT_DATA_LEN = 1024
+#: In-capsule data bytes of admin and Fabrics commands on NVMe/TCP (the admin queue's IOCCSZ
+#: counterpart, which no page reports; Linux, SPDK and FreeBSD all use it: pitfall 14).
+ADMIN_ICD_SIZE = 8192
 NQN_FIELD_LEN = 256
 NQN_MAX_LEN = 223
 
