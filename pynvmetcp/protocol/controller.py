@@ -44,6 +44,10 @@ _unpack_lane = codec.PLAIN_READ.unpack_from
 _pack_c2h_whole = codec.PLAIN_C2H.pack
 _pack_resp_ok = codec.PLAIN_RESP.pack  # with DW0, DW1 and status 0
 _PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
+#: The first four bytes of a CapsuleCmd carrying in-capsule data right after its SQE (PDO 72,
+#: no digests); PLEN follows.
+_DATA_CAPSULE = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 72)), "little")
+_unpack_addr = struct.Struct("<Q").unpack_from  # SGL1's address: 0 for in-capsule data
 _C2H_LAST, _C2H_LAST_SUCCESS = codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS
 _unpack_h2c = codec.PLAIN_XFER.unpack_from
 _H2C_LAST = codec.H2C_HEAD_LAST
@@ -191,6 +195,9 @@ class ControllerQueue(_QueueEngine):
         over from that byte on, so what the lane does not answer is answered exactly as
         before (tests/target/test_read_lane.py compares the two byte for byte).
 
+        A plain Write whose data is in the capsule (PDO 72, within the in-capsule size) is
+        checked as ``_capsule`` checks it and handed to the target with its data in a buffer
+        of its own: copied when whole in staging, else received there in place (below).
         A plain Write with a transport SGL is answered here with its R2T, and its data comes
         through the lane too: a plain H2CData that ``_h2c_data`` would
         take is checked by value, and copied into the command's buffer when whole in staging;
@@ -242,6 +249,31 @@ class ControllerQueue(_QueueEngine):
                             self._solicit(cid, bytes(fr.view[rd - 64:rd]), length)
                             continue
                         break
+                    if head & 0xFFFFFFFF == _DATA_CAPSULE:  # a Write with its data: _capsule's
+                        plen = head >> 32                   # checks of in-capsule data by value
+                        if (op != _WRITE_SGL or sgl_id != _SGL_IN_CAPSULE or plen != 72 + length
+                                or not 0 < length <= self.icd_size
+                                or length > self.max_transfer or _unpack_addr(buf, rd + 32)[0]
+                                or cid in cmds or len(cmds) >= self.depth):
+                            break
+                        into = memoryview(bytearray(length))
+                        cmd = _Command(cid, bytes(fr.view[rd + 8:rd + 72]), buf=into)
+                        if wr - rd < plen:  # not whole yet: as a cut H2CData (below)
+                            if fr.waits(plen, wr - rd):
+                                return events
+                            cmds[cid] = cmd
+                            rd = self._fill_begin(cmd, into, 0, length, True, rd + 72)
+                            return events
+                        into[:] = fr.view[rd + 72:rd + plen]
+                        rd += plen
+                        fr.in_place = False
+                        cmds[cid] = cmd
+                        fr.rd = rd  # (the target runs the Write now: its bytes are taken)
+                        event = self._received(cid, cmd.sqe, into, 0)
+                        if event is not None:
+                            events.append(event)
+                        out = self.outbox
+                        continue
                 if buf[rd] != T_H2C_DATA:
                     break
                 # a Write's data: _h2c_data's checks by value

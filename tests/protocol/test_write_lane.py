@@ -90,6 +90,37 @@ def _data_pdus(cid: int, ttag: int, data: bytes, variant: int) -> bytes:
     return _h2c(cid, ttag, 0, b"", whole)
 
 
+# Variants of a Write with its data in the capsule (``_with_data``): 0 well-formed; 1 PDO 76
+# (padding before the data); 2 the SGL's length 4 short of the data; 3 an SGL address; 4 the
+# transport SGL type with data; 5 a Read with data; 6 the CID of a Write still outstanding; 7 a
+# reserved flag bit. Its size may also exceed the queue's in-capsule size (150000 > 128 KiB).
+IC_VARIANTS = 8
+
+
+def _with_data(cid: int, size: int, variant: int) -> bytes:
+    data = _data(cid, size)
+    pdo, length, addr, sgl, op, flags = 72, size, 0, SglId.DATA_BLOCK_OFFSET, NvmOpcode.WRITE, 0
+    if variant == 1:
+        pdo = 76
+    elif variant == 2:
+        length = size - 4
+    elif variant == 3:
+        addr = 512
+    elif variant == 4:
+        sgl = SglId.TRANSPORT_DATA_BLOCK
+    elif variant == 5:
+        op = NvmOpcode.READ
+    elif variant == 6:
+        cid = 0  # (_compare's first Write, whose data comes after every capsule)
+    elif variant == 7:
+        flags = 0x40
+    nlb = size // 512 - 1 if size >= 512 else 0
+    header = bytearray(CAPSULE.pack(4, flags, 72, pdo, pdo + size, op, PSDT_SGL, cid, 1, 0,
+                                    length, sgl, cid * 512, nlb))
+    struct.pack_into("<Q", header, 32, addr)
+    return bytes(header) + bytes(pdo - 72) + data
+
+
 def _live() -> ControllerQueue:
     """A live I/O queue (ICReq answered, Connect done) that takes H2CData of MAXH2CDATA."""
     q = ControllerQueue(maxh2cdata=MAXH2CDATA)
@@ -134,11 +165,20 @@ def _feed(q: ControllerQueue, data: bytes, sizes: list[int], scatter: bool) -> b
     return b"".join(out)
 
 
-def _compare(writes: list[tuple[int, int]], sizes: list[int], scatter: bool) -> None:
-    """Write capsules (size index, variant) sent first, their data after, in that order."""
-    stream = b"".join(_write(cid, SIZES[k]) for cid, (k, _) in enumerate(writes))
-    stream += b"".join(_data_pdus(cid, ttag, _data(cid, SIZES[k]), variant)
-                       for ttag, (cid, (k, variant)) in enumerate(enumerate(writes)))
+def _compare(writes: list[tuple[int, int]], sizes: list[int], scatter: bool,
+             with_data: tuple[tuple[int, int], ...] = ()) -> None:
+    """Write capsules (size index, variant) sent first, their data after, in that order; each
+    of ``with_data`` (size index, variant) is a Write with its data in the capsule, after the
+    capsule of the same index."""
+    capsules = []
+    for cid, (k, _) in enumerate(writes):
+        capsules.append(_write(cid, SIZES[k]))
+        if cid < len(with_data):
+            k, variant = with_data[cid]
+            capsules.append(_with_data(0x200 + cid, SIZES[k], variant))
+    stream = b"".join(capsules) + b"".join(
+        _data_pdus(cid, ttag, _data(cid, SIZES[k]), variant)
+        for ttag, (cid, (k, variant)) in enumerate(enumerate(writes)))
     laned, laned_seen = _engine(True)
     laned.scatter = scatter
     plain, plain_seen = _engine(False)
@@ -155,6 +195,34 @@ def _compare(writes: list[tuple[int, int]], sizes: list[int], scatter: bool) -> 
        sizes=st.lists(st.integers(1, 70000), max_size=12), scatter=st.booleans())
 def test_the_lane_and_the_full_path_agree_on_write_data(writes, sizes, scatter):
     _compare(writes, sizes, scatter)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(writes=st.lists(st.tuples(st.integers(0, len(SIZES) - 1), st.sampled_from([0, 0, 1, 2])),
+                       min_size=1, max_size=3),
+       with_data=st.lists(st.tuples(st.integers(0, len(SIZES) - 1),
+                                    st.sampled_from([0] * 6 + list(range(1, IC_VARIANTS)))),
+                          max_size=3),
+       sizes=st.lists(st.integers(1, 70000), max_size=12), scatter=st.booleans())
+def test_the_lane_and_the_full_path_agree_on_writes_with_data(writes, with_data, sizes,
+                                                               scatter):
+    _compare(writes, sizes, scatter, tuple(with_data))
+
+
+@pytest.mark.parametrize("variant", range(IC_VARIANTS))
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("cut", [1, 71, 72, 73, 600, 4096, -1, -100, -8192, None])
+def test_every_write_with_data_variant_agrees(size, variant, cut):
+    """A Write with its data in the capsule, good or broken in one field, after a Write
+    whose data comes after an R2T: its first receive cut ``cut`` bytes into it (negative:
+    before its end; None: not cut)."""
+    before = 72
+    whole = len(_with_data(0x200, size, variant))
+    first = None if cut is None else before + (cut if cut > 0 else whole + cut)
+    _compare([(0, 0)], [] if first is None else [first, 4096], False, ((SIZES.index(size),
+                                                                           variant),))
+    _compare([(0, 0)], [] if first is None else [first, 4096], True, ((SIZES.index(size),
+                                                                          variant),))
 
 
 @pytest.mark.parametrize("variant", range(VARIANTS))
@@ -253,3 +321,34 @@ def test_answers_after_a_write_whose_target_sends_at_once_are_not_lost(flush):
         out.append(b"".join(sent))
     assert out[0] == out[1]
     assert len(out[0]) == 24 + 24 + (24 + 4096 + 24) + (24 + 8192 + 24)  # R2T, 3 answers
+
+
+@pytest.mark.parametrize("scatter", [False, True])
+def test_a_write_with_its_data_is_taken_by_the_lane(monkeypatch, scatter):
+    """The lane really takes a Write whose data is in the capsule (else the comparisons above
+    prove nothing): 128 KiB of it, cut after the header, goes into a buffer of its own, in
+    place, with no PDU record made; a small one whole in one receive is taken there too."""
+    q, seen = _engine(True)
+    q.scatter = scatter
+    monkeypatch.setattr(ControllerQueue, "_capsule",
+                        lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
+    q.framer.data_sink = lambda *a: (_ for _ in ()).throw(AssertionError("full path taken"))
+    pdu = _with_data(5, 128 << 10, 0) + _with_data(6, 4096, 0)
+    in_place = []
+    for piece in (pdu[:100], pdu[100:]):
+        while piece:
+            plan = q.payload_buffers or [q.get_buffer()]
+            in_place.append(plan[0].obj is not q.framer.staging)
+            n = min(sum(map(len, plan)), len(piece))
+            rest = piece[:n]
+            for buf in plan:
+                k = min(len(buf), len(rest))
+                buf[:k] = rest[:k]
+                rest = rest[k:]
+            q.buffer_updated(n)
+            piece = piece[n:]
+    assert [(cid, data) for cid, _, data, _ in seen] == [(5, _data(5, 128 << 10)),
+                                                          (6, _data(6, 4096))]
+    assert any(in_place) and q.payload_buffers is None and q.outstanding == 0
+    resp = b"".join(bytes(b) for b in q.data_to_send())
+    assert [struct.unpack_from("<H", resp, at)[0] for at in (20, 44)] == [5, 6]  # successes
