@@ -352,3 +352,17 @@ def test_a_write_with_its_data_is_taken_by_the_lane(monkeypatch, scatter):
     assert any(in_place) and q.payload_buffers is None and q.outstanding == 0
     resp = b"".join(bytes(b) for b in q.data_to_send())
     assert [struct.unpack_from("<H", resp, at)[0] for at in (20, 44)] == [5, 6]  # successes
+
+
+def test_a_write_with_data_beyond_the_queue_depth_is_refused_alike():
+    """Two Writes outstanding on a queue of depth 2 (their data not yet sent), then a Write
+    with its data in the capsule: a command too many, refused with the same TermReq either
+    way."""
+    sent = []
+    for lane in (True, False):
+        q, seen = _engine(lane)
+        q.configure(1, 1)  # SQSIZE 1: two entries
+        q.receive(_write(0, 4096) + _write(1, 4096) + _with_data(2, 4096, 0))
+        sent.append((b"".join(bytes(b) for b in q.data_to_send()), seen, q.state))
+    assert sent[0] == sent[1]
+    assert sent[0][2] is QueueState.TERMINATED and sent[0][0][48] == 3  # after 2 R2Ts, a TermReq
