@@ -247,24 +247,21 @@ def test_write_data_cut_anywhere_agrees(size, cut, scatter):
              [capsules + cut if cut > 0 else first + cut, 4096], scatter)
 
 
-def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch):
-    """The lane really takes it (else the comparisons above prove nothing): a 128 KiB Write's
-    capsule is answered with its R2T, and its data in two PDUs, cut after each header, goes
-    into the command's own buffer, with no PDU record made and nothing handled the full way."""
-    q, seen = _engine(True)
-    q.scatter = True
-    for name in ("_capsule", "_h2c_data"):
-        monkeypatch.setattr(ControllerQueue, name,
-                            lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
-    q.framer.data_sink = lambda *a: (_ for _ in ()).throw(AssertionError("full path taken"))
-    data = _data(3, 128 << 10)
-    q.receive(_write(3, 128 << 10))
-    r2t = b"".join(bytes(b) for b in q.data_to_send())
-    assert r2t[0] == 9 and XFER.unpack_from(r2t)[6] == 0  # an R2T with TTAG 0
-    pdus = _data_pdus(3, 0, data, 0)
-    first = len(_h2c(3, 0, 0, data[:MAXH2CDATA], 0))
+def _forbid_the_full_path(monkeypatch, q: ControllerQueue, *handlers: str) -> None:
+    """A PDU record made, or one of ``handlers`` called, fails the test."""
+    def taken(*_):
+        raise AssertionError("full path taken")
+
+    for name in handlers:
+        monkeypatch.setattr(ControllerQueue, name, taken)
+    q.framer.data_sink = taken
+
+
+def _receive(q: ControllerQueue, pieces) -> list[bool]:
+    """Each piece received as a transport would (into ``payload_buffers`` when offered, else
+    ``get_buffer()``); per receive, whether it went into a buffer other than staging."""
     in_place = []
-    for piece in (pdus[:30], pdus[30:first + 10], pdus[first + 10:]):
+    for piece in pieces:
         while piece:
             plan = q.payload_buffers or [q.get_buffer()]
             in_place.append(plan[0].obj is not q.framer.staging)
@@ -276,6 +273,23 @@ def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch
                 rest = rest[k:]
             q.buffer_updated(n)
             piece = piece[n:]
+    return in_place
+
+
+def test_large_write_data_is_received_in_place_without_the_full_path(monkeypatch):
+    """The lane really takes it (else the comparisons above prove nothing): a 128 KiB Write's
+    capsule is answered with its R2T, and its data in two PDUs, cut after each header, goes
+    into the command's own buffer, with no PDU record made and nothing handled the full way."""
+    q, seen = _engine(True)
+    q.scatter = True
+    _forbid_the_full_path(monkeypatch, q, "_capsule", "_h2c_data")
+    data = _data(3, 128 << 10)
+    q.receive(_write(3, 128 << 10))
+    r2t = b"".join(bytes(b) for b in q.data_to_send())
+    assert r2t[0] == 9 and XFER.unpack_from(r2t)[6] == 0  # an R2T with TTAG 0
+    pdus = _data_pdus(3, 0, data, 0)
+    first = len(_h2c(3, 0, 0, data[:MAXH2CDATA], 0))
+    in_place = _receive(q, (pdus[:30], pdus[30:first + 10], pdus[first + 10:]))
     (cid, _, got, _), = seen
     assert cid == 3 and got == data and any(in_place)
     assert q.payload_buffers is None and q.get_buffer == q.framer.get_buffer
@@ -330,23 +344,9 @@ def test_a_write_with_its_data_is_taken_by_the_lane(monkeypatch, scatter):
     place, with no PDU record made; a small one whole in one receive is taken there too."""
     q, seen = _engine(True)
     q.scatter = scatter
-    monkeypatch.setattr(ControllerQueue, "_capsule",
-                        lambda *a: (_ for _ in ()).throw(AssertionError("full path taken")))
-    q.framer.data_sink = lambda *a: (_ for _ in ()).throw(AssertionError("full path taken"))
+    _forbid_the_full_path(monkeypatch, q, "_capsule")
     pdu = _with_data(5, 128 << 10, 0) + _with_data(6, 4096, 0)
-    in_place = []
-    for piece in (pdu[:100], pdu[100:]):
-        while piece:
-            plan = q.payload_buffers or [q.get_buffer()]
-            in_place.append(plan[0].obj is not q.framer.staging)
-            n = min(sum(map(len, plan)), len(piece))
-            rest = piece[:n]
-            for buf in plan:
-                k = min(len(buf), len(rest))
-                buf[:k] = rest[:k]
-                rest = rest[k:]
-            q.buffer_updated(n)
-            piece = piece[n:]
+    in_place = _receive(q, (pdu[:100], pdu[100:]))
     assert [(cid, data) for cid, _, data, _ in seen] == [(5, _data(5, 128 << 10)),
                                                           (6, _data(6, 4096))]
     assert any(in_place) and q.payload_buffers is None and q.outstanding == 0
