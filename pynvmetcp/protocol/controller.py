@@ -256,18 +256,17 @@ class ControllerQueue(_QueueEngine):
                                 or length > self.max_transfer or _unpack_addr(buf, rd + 32)[0]
                                 or cid in cmds or len(cmds) >= self.depth):
                             break
+                        whole = wr - rd >= plen  # if not, it is taken as a cut H2CData is
+                        if not whole and fr.waits(plen, wr - rd):  # (below)
+                            return events
                         into = memoryview(bytearray(length))
-                        cmd = _Command(cid, bytes(fr.view[rd + 8:rd + 72]), buf=into)
-                        if wr - rd < plen:  # not whole yet: as a cut H2CData (below)
-                            if fr.waits(plen, wr - rd):
-                                return events
-                            cmds[cid] = cmd
+                        cmds[cid] = cmd = _Command(cid, bytes(fr.view[rd + 8:rd + 72]), buf=into)
+                        if not whole:
                             rd = self._fill_begin(cmd, into, 0, length, True, rd + 72)
                             return events
                         into[:] = fr.view[rd + 72:rd + plen]
                         rd += plen
                         fr.in_place = False
-                        cmds[cid] = cmd
                         fr.rd = rd  # (the target runs the Write now: its bytes are taken)
                         event = self._received(cid, cmd.sqe, into, 0)
                         if event is not None:
