@@ -252,7 +252,7 @@ class ControllerQueue(_QueueEngine):
                     if head & 0xFFFFFFFF == _DATA_CAPSULE:  # a Write with its data: _capsule's
                         plen = head >> 32                   # checks of in-capsule data by value
                         if (op != _WRITE_SGL or sgl_id != _SGL_IN_CAPSULE or plen != 72 + length
-                                or not 0 < length <= self.icd_size
+                                or not 0 < length <= self.icd_size or length > fr.max_data
                                 or length > self.max_transfer or _unpack_addr(buf, rd + 32)[0]
                                 or cid in cmds or len(cmds) >= self.depth):
                             break

@@ -93,8 +93,9 @@ def _data_pdus(cid: int, ttag: int, data: bytes, variant: int) -> bytes:
 # Variants of a Write with its data in the capsule (``_with_data``): 0 well-formed; 1 PDO 76
 # (padding before the data); 2 the SGL's length 4 short of the data; 3 an SGL address; 4 the
 # transport SGL type with data; 5 a Read with data; 6 the CID of a Write still outstanding; 7 a
-# reserved flag bit. Its size may also exceed the queue's in-capsule size (150000 > 128 KiB).
-IC_VARIANTS = 8
+# reserved flag bit; 8 no data at all (PDO and PLEN 72, SGL length 0). Its size may also exceed
+# the queue's in-capsule size (150000 > 128 KiB).
+IC_VARIANTS = 9
 
 
 def _with_data(cid: int, size: int, variant: int) -> bytes:
@@ -114,6 +115,8 @@ def _with_data(cid: int, size: int, variant: int) -> bytes:
         cid = 0  # (_compare's first Write, whose data comes after every capsule)
     elif variant == 7:
         flags = 0x40
+    elif variant == 8:
+        data, size, length = b"", 0, 0
     nlb = size // 512 - 1 if size >= 512 else 0
     header = bytearray(CAPSULE.pack(4, flags, 72, pdo, pdo + size, op, PSDT_SGL, cid, 1, 0,
                                     length, sgl, cid * 512, nlb))
@@ -121,18 +124,19 @@ def _with_data(cid: int, size: int, variant: int) -> bytes:
     return bytes(header) + bytes(pdo - 72) + data
 
 
-def _live() -> ControllerQueue:
-    """A live I/O queue (ICReq answered, Connect done) that takes H2CData of MAXH2CDATA."""
-    q = ControllerQueue(maxh2cdata=MAXH2CDATA)
+def _live(**limits) -> ControllerQueue:
+    """A live I/O queue (ICReq answered, Connect done) that takes H2CData of MAXH2CDATA, or as
+    ``limits`` say."""
+    q = ControllerQueue(**{"maxh2cdata": MAXH2CDATA, **limits})
     q.receive(codec.ic_req())
     q.data_to_send()
     q.configure(1, 127)
     return q
 
 
-def _engine(lane: bool) -> tuple[ControllerQueue, list]:
+def _engine(lane: bool, **limits) -> tuple[ControllerQueue, list]:
     """A live I/O queue whose target records each command with its data and succeeds."""
-    q = _live()
+    q = _live(**limits)
     seen: list = []
 
     def run(cid, sqe, data, c2h_length):
@@ -366,3 +370,20 @@ def test_a_write_with_data_beyond_the_queue_depth_is_refused_alike():
         sent.append((b"".join(bytes(b) for b in q.data_to_send()), seen, q.state))
     assert sent[0] == sent[1]
     assert sent[0][2] is QueueState.TERMINATED and sent[0][0][48] == 3  # after 2 R2Ts, a TermReq
+
+
+@pytest.mark.parametrize("size", [4096, 20000, 100000])
+@pytest.mark.parametrize("limits", [dict(max_transfer=65536), dict(maxh2cdata=4096, icd_size=16384)])
+def test_writes_with_data_at_the_queues_other_limits_agree(limits, size):
+    """In-capsule Writes against an MDTS below the in-capsule size, and against an in-capsule
+    size raised above what the framer takes in one PDU (``io_icd_size`` after the engine was
+    made): refused as the full path refuses them."""
+    answers = []
+    for lane in (True, False):
+        q, seen = _engine(lane, **limits)
+        if "icd_size" in limits:
+            q.io_icd_size = 32768
+            q.configure(1, 127)
+        q.receive(_with_data(7, size, 0))
+        answers.append((b"".join(bytes(b) for b in q.data_to_send()), seen, q.state))
+    assert answers[0] == answers[1]

@@ -146,7 +146,7 @@ def admin(port: int, subnqn: str, *, enable: bool = True, **kw) -> tuple[RawQueu
 
 def io_queue(port: int, subnqn: str, cntlid: int, qid: int = 1, **kw) -> RawQueue:
     queue_size = kw.pop("queue_size", 32)
-    q = RawQueue(port, qid, queue_size=queue_size, icd_size=kw.pop("icd_size", 16384))
+    q = RawQueue(port, qid, queue_size=queue_size, icd_size=kw.pop("icd_size", 131072))
     c = q.connect(subnqn, cntlid=cntlid, sqsize=queue_size - 1, **kw)
     assert c.status == 0, f"I/O connect failed: {c.status:#x}"
     return q

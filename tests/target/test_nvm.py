@@ -34,7 +34,7 @@ def io(request, tmp_path):
 
 
 def test_write_read_in_capsule_and_by_r2t(io):
-    small = os.urandom(8 * 512)  # in-capsule (≤ 16 KiB)
+    small = os.urandom(8 * 512)  # in-capsule (within the target's 128 KiB)
     big = os.urandom(1 << 20)  # R2T, 1 MiB = MDTS
     io.ok(C.write(1, 0, len(small) // io.bs), write=small)
     io.ok(C.write(1, 1024, len(big) // io.bs), write=big)

@@ -658,7 +658,7 @@ def streams(draw, max_sends=4, max_cmds=6):
                             ttag=next(ttags))
         elif kind == "write":
             nsid = draw(st.sampled_from([1, 1, 2, 3, 99]))
-            nlb = draw(st.integers(1, 16384 // _block(nsid)))
+            nlb = draw(st.integers(1, 131072 // _block(nsid)))  # within the in-capsule size
             cmd = write(cid, nsid, draw(st.integers(0, NBLOCKS.get(nsid, 1))), nlb)
         elif kind == "flush":
             cmd = flush(cid, draw(st.sampled_from([1, 0xFFFFFFFF, 99, 3])))
