@@ -126,7 +126,7 @@ def _run_bounded(cmd: list[str], timeout: float,
     """Run vng in its own process group; past ``timeout`` the whole group goes (QEMU is vng's
     grandchild: killing vng alone would leave the emulator running, and the guest's output up
     to then is what the failure report needs)."""
-    with _GUESTS:
+    with _GUESTS.lock:
         if _GUESTS.ended:
             raise RuntimeError("the session has ended: no more guests")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -158,13 +158,6 @@ class _Guests:
         self.running: set[int] = set()
         self.ended = False
 
-    def __enter__(self) -> "_Guests":
-        self.lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.lock.release()
-
 
 _GUESTS = _Guests()
 
@@ -173,7 +166,7 @@ def kill_guests() -> None:
     """End every guest still running, and start none after: a session that ends (or is
     interrupted) while a boot runs in the background must not leave an emulator behind to slow
     whatever runs next."""
-    with _GUESTS:
+    with _GUESTS.lock:
         _GUESTS.ended = True
         groups = list(_GUESTS.running)
     for pgid in groups:

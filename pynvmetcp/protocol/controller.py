@@ -93,8 +93,8 @@ class ControllerQueue(_QueueEngine):
     _term_type = PduType.C2HTermReq
 
     def __init__(self, *, cpda: int = 0, maxh2cdata: int = LINUX_MAXH2CDATA,
-                 icd_size: int = DEFAULT_IO_ICD_SIZE, max_transfer: int = 1 << 20, c2h_chunk: int = 1 << 17,
-                 allow_digests: bool = True) -> None:
+                 icd_size: int = DEFAULT_IO_ICD_SIZE, max_transfer: int = 1 << 20,
+                 c2h_chunk: int = 1 << 17, allow_digests: bool = True) -> None:
         if maxh2cdata < 4096 or maxh2cdata % 4:
             raise ValueError("maxh2cdata must be ≥ 4096 and a multiple of 4")
         super().__init__(max(maxh2cdata, ADMIN_ICD_SIZE, icd_size))

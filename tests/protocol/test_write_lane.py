@@ -373,7 +373,8 @@ def test_a_write_with_data_beyond_the_queue_depth_is_refused_alike():
 
 
 @pytest.mark.parametrize("size", [4096, 20000, 100000])
-@pytest.mark.parametrize("limits", [dict(max_transfer=65536), dict(maxh2cdata=4096, icd_size=16384)])
+@pytest.mark.parametrize("limits", [dict(max_transfer=65536),
+                                    dict(maxh2cdata=4096, icd_size=16384)])
 def test_writes_with_data_at_the_queues_other_limits_agree(limits, size):
     """In-capsule Writes against an MDTS below the in-capsule size, and against an in-capsule
     size raised above what the framer takes in one PDU (``io_icd_size`` after the engine was
