@@ -24,8 +24,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked for
+    (importlib.metadata is not loaded by every command's start-up)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import version
+        print(f"pynvmetcp {version('pynvmetcp')}")
+        parser.exit(0)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = OneLineParser(prog="pynvmetcp", description="NVMe over TCP in Python")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     owners: dict[str, object] = {}
     for name in COMMANDS:

@@ -38,6 +38,14 @@ def at(target) -> list[str]:
     return ["-a", "127.0.0.1", "--trsvcid", str(target.port), "--nqn", NQN]
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    run = cli("--version")
+    assert (run.returncode, run.stdout, run.stderr) == (
+        0, f"pynvmetcp {version('pynvmetcp')}\n".encode(), b"")
+
+
 def test_discover_table_and_json(target):
     run = cli("discover", "-a", "127.0.0.1", "-s", target.port)
     assert run.returncode == 0 and b"subnqn:  " + NQN.encode() in run.stdout
