@@ -25,6 +25,15 @@ from .paths import Paths
 log = logging.getLogger("lightos_driver")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line too: argparse's own is the whole usage first (a dozen lines
+    for ``attach``), which pushes the one line that says what is wrong out of an operator's
+    journal excerpt. The usage stays one ``-h`` away. Subcommands' parsers are of this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _path_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("locations")
     g.add_argument("--root", help="prefix every location below (a stand-in for /)")
@@ -139,8 +148,8 @@ def cmd_fake_cluster(args: argparse.Namespace) -> int:
 
 
 def build_driver_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lightos-driver",
-                                 description="LightOS volume driver tools")
+    ap = _Parser(prog="lightos-driver",
+                 description="LightOS volume driver tools")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("reconnect", help="restore every LightOS volume of every instance")
@@ -257,8 +266,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_dc_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lightos-discovery-client",
-                                 description="discovery-client service for LightOS clusters")
+    ap = _Parser(prog="lightos-discovery-client",
+                 description="discovery-client service for LightOS clusters")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve", help="run the service")
     _path_args(p)

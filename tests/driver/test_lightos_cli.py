@@ -57,6 +57,19 @@ def test_errors_are_one_line(fakehost):
     assert run.stderr.strip().count("\n") == 0 and "not found" in run.stderr
 
 
+@pytest.mark.parametrize("module,argv,says", [
+    ("cli", ["attach", "--uuid", "u"], "the following arguments are required: --subsysnqn, --node"),
+    ("cli", [], "the following arguments are required: cmd"),
+    ("cli", ["extend", "--uuid", "u", "--attempts", "x"], "argument --attempts: invalid int"),
+    ("cli_dc", ["serve", "--metrics-port", "p"], "argument --metrics-port: invalid int"),
+])
+def test_usage_errors_are_one_line(module, argv, says):
+    run = subprocess.run([sys.executable, "-m", f"lightos_driver.{module}", *argv],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and says in run.stderr, run.stderr
+
+
 def test_systemd_unit_runs_the_service():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
