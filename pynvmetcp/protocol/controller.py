@@ -44,9 +44,7 @@ _unpack_lane = codec.PLAIN_READ.unpack_from
 _pack_c2h_whole = codec.PLAIN_C2H.pack
 _pack_resp_ok = codec.PLAIN_RESP.pack  # with DW0, DW1 and status 0
 _PLAIN_CAPSULE, _RESP_HEAD = codec.PLAIN_CAPSULE_HEAD, codec.PLAIN_RESP_HEAD
-#: The first four bytes of a CapsuleCmd carrying in-capsule data right after its SQE (PDO 72,
-#: no digests); PLEN follows.
-_DATA_CAPSULE = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 72)), "little")
+_DATA_CAPSULE = codec.DATA_CAPSULE_HEAD  # PLEN follows
 _unpack_addr = struct.Struct("<Q").unpack_from  # SGL1's address: 0 for in-capsule data
 _C2H_LAST, _C2H_LAST_SUCCESS = codec.C2H_HEAD_LAST, codec.C2H_HEAD_LAST_SUCCESS
 _unpack_h2c = codec.PLAIN_XFER.unpack_from

@@ -35,6 +35,9 @@ XFER_PSH = struct.Struct("<HHII")
 PLAIN_READ = struct.Struct("<QHHI24xI3xBQH14x")
 PLAIN_CAPSULE_HEAD = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 0)) + (72).to_bytes(4, "little"),
                                     "little")
+#: The first four bytes of a CapsuleCmd with in-capsule data right after its SQE (PDO 72);
+#: its PLEN varies with the data, so it is not part of this head.
+DATA_CAPSULE_HEAD = int.from_bytes(bytes((T_CAPSULE_CMD, 0, 72, 72)), "little")
 #: A CapsuleResp: head, DW0, DW1, SQHD, SQID, CID, status.
 PLAIN_RESP = struct.Struct("<QIIHHHH")
 PLAIN_RESP_HEAD = int.from_bytes(bytes((T_CAPSULE_RESP, 0, 24, 0)) + (24).to_bytes(4, "little"),
